@@ -1,0 +1,558 @@
+//! pushpull's configuration: defaults, a TOML file, `PUSHPULL_*` environment variables and
+//! command-line flags, merged in that order (each later source wins) and validated into one
+//! concrete [`Config`].
+//!
+//! * The file ([`Cli::config`] or `PUSHPULL_CONFIG`) uses the keys of [`Config`]; every key is
+//!   optional, unknown keys are an error. Durations are whole seconds or strings such as
+//!   `"500ms"`, `"40s"`, `"2m"` (see [`parse_duration`]). Any `[[listener]]` entries replace
+//!   the default listeners entirely.
+//! * Every file key can be overridden by `PUSHPULL_<KEY>` (upper case), plus the list-valued
+//!   `PUSHPULL_SUB_LISTEN` / `PUSHPULL_PUB_LISTEN` (comma-separated), each replacing the
+//!   listeners of its kind. An empty variable counts as unset, except `PUSHPULL_SECURITY_KEY=`
+//!   which explicitly turns signature checking off.
+//! * Flags override everything; `--sub-listen` / `--pub-listen` replace the listeners of their
+//!   kind.
+//!
+//! [`Config::to_toml`] prints the effective configuration in the file's own format, with the
+//! security key redacted: that is the output of `pushpull check-config`.
+
+mod cli;
+mod file;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use cli::{Cli, Command, ENV_PREFIX};
+pub use file::{format_duration, parse_duration};
+
+/// Default subscriber listener: the first BitrixVM "sub" port, so nginx upstreams written for the
+/// reference server (`push:8010`) work unchanged.
+pub const DEFAULT_SUB_LISTEN: &str = "127.0.0.1:8010";
+/// Default publisher listener: the first BitrixVM "pub" port; localhost only, because publishing
+/// is unauthenticated in personal mode and must only be reachable by the PHP back end.
+pub const DEFAULT_PUB_LISTEN: &str = "127.0.0.1:9010";
+/// How long a long-poll request is held open without messages before it is answered with `304`:
+/// the reference server's (and its nginx module's) 40 s, which clients are tuned for.
+pub const DEFAULT_LONGPOLL_HOLD: Duration = Duration::from_secs(40);
+/// Interval between server pings on an idle WebSocket; keeps NAT and proxy state alive and
+/// detects dead peers within a few minutes.
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(120);
+/// Upper bound, in seconds, on a publication's `Message-Expiry` (the reference `messageTTL`,
+/// one day); messages are never kept longer than this.
+pub const DEFAULT_MESSAGE_TTL: u32 = 86_400;
+/// Largest publish body and largest WebSocket message accepted, in bytes: the PHP side's
+/// `limit_max_payload` (1 MiB).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1_048_576;
+/// Most channel ids one publish or subscribe request may name: the PHP side's
+/// `limit_max_channels_per_request` / `nginx_command_per_hit` (100).
+pub const DEFAULT_MAX_CHANNELS_PER_REQUEST: usize = 100;
+/// Most open client connections for the whole process, split evenly between the cores; bounds
+/// memory and file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Time a request head may take to arrive completely; closes slowloris-style connections.
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time an idle keep-alive HTTP connection is kept open; 75 s outlives nginx's default upstream
+/// keep-alive (60 s), so nginx closes first and never reuses a socket we are closing.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Unsent output a connection may accumulate before it is closed as a slow subscriber (4 MiB):
+/// room for several maximum-size messages, while bounding memory per connection.
+pub const DEFAULT_OUT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// On SIGTERM, time given to close sockets cleanly; short enough that the process exits within
+/// 5 s, which service managers expect.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Default log level: startup, shutdown and errors, without per-request noise.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Messages kept per channel for replay: the reference nginx module's
+/// `push_stream_max_messages_stored_per_channel 1000`.
+pub const DEFAULT_CHANNEL_HISTORY: usize = 1000;
+/// Total bytes of stored history for the whole process (256 MiB); bounds memory however many
+/// channels exist.
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// Most messages replayed to one reconnecting subscriber (equal to a full channel history).
+pub const DEFAULT_REPLAY_MAX: usize = 1000;
+
+/// Most worker threads accepted: far above any useful core count, low enough to catch typos.
+pub const MAX_THREADS: usize = 256;
+/// Smallest `max_payload` accepted: below 1 KiB ordinary Bitrix messages would be refused.
+pub const MIN_MAX_PAYLOAD: usize = 1024;
+/// Longest duration accepted for any duration setting (one day): longer values are mistakes,
+/// and the bound keeps every deadline computed from them far from `Instant` overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
+/// The log levels `log_level` accepts.
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// Which side of the server a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKind {
+    /// Subscribers: long-poll and WebSocket clients.
+    Sub,
+    /// Publishers: the PHP back end; keep it off public interfaces.
+    Pub,
+}
+
+/// One listening socket.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// What the listener serves.
+    pub kind: ListenerKind,
+    /// Address to bind.
+    #[serde(deserialize_with = "file::de_addr")]
+    pub addr: SocketAddr,
+}
+
+/// HMAC hash used for channel id signatures (the PHP option `signature_algo`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureAlgo {
+    /// HMAC-SHA1 (40 hex digits), the Bitrix default.
+    Sha1,
+    /// HMAC-SHA256 (64 hex digits).
+    Sha256,
+}
+
+impl SignatureAlgo {
+    /// The name used in the file, the environment and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha1 => "sha1",
+            Self::Sha256 => "sha256",
+        }
+    }
+}
+
+/// The validated, effective configuration.
+///
+/// Serializing it (as [`Config::to_toml`] does) produces the file format, with the security key
+/// replaced by `"<set, N chars>"`; its `Debug` output redacts the key the same way.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Config {
+    /// Worker threads, one reactor each.
+    pub threads: usize,
+    /// Listening sockets (file key `[[listener]]`).
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Shared secret for channel id signatures; `None` (or empty) accepts unsigned ids.
+    #[serde(
+        serialize_with = "file::ser_secret",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub security_key: Option<String>,
+    /// HMAC hash for signatures.
+    pub signature_algo: SignatureAlgo,
+    /// Long-poll hold time.
+    #[serde(serialize_with = "file::ser_duration")]
+    pub longpoll_hold: Duration,
+    /// WebSocket ping interval.
+    #[serde(serialize_with = "file::ser_duration")]
+    pub ws_ping_interval: Duration,
+    /// Cap on `Message-Expiry`, seconds.
+    pub message_ttl: u32,
+    /// Messages kept per channel.
+    pub channel_history: usize,
+    /// Total history bytes for the process.
+    pub history_max_bytes: usize,
+    /// Most messages replayed to one subscriber.
+    pub replay_max: usize,
+    /// Largest publish body / WebSocket message, bytes.
+    pub max_payload: usize,
+    /// Most channel ids per request.
+    pub max_channels_per_request: usize,
+    /// Most connections for the whole process.
+    pub max_connections: usize,
+    /// Deadline for a complete request head.
+    #[serde(serialize_with = "file::ser_duration")]
+    pub head_timeout: Duration,
+    /// Idle keep-alive timeout.
+    #[serde(serialize_with = "file::ser_duration")]
+    pub keepalive_timeout: Duration,
+    /// Unsent output per connection before it is closed as slow.
+    pub out_queue_bytes: usize,
+    /// Time given to close sockets on SIGTERM.
+    #[serde(serialize_with = "file::ser_duration")]
+    pub shutdown_grace: Duration,
+    /// Log level: one of [`LOG_LEVELS`].
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            threads: default_threads(),
+            listeners: default_listeners(),
+            security_key: None,
+            signature_algo: SignatureAlgo::Sha1,
+            longpoll_hold: DEFAULT_LONGPOLL_HOLD,
+            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
+            message_ttl: DEFAULT_MESSAGE_TTL,
+            channel_history: DEFAULT_CHANNEL_HISTORY,
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+            replay_max: DEFAULT_REPLAY_MAX,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_channels_per_request: DEFAULT_MAX_CHANNELS_PER_REQUEST,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            out_queue_bytes: DEFAULT_OUT_QUEUE_BYTES,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("threads", &self.threads)
+            .field("listeners", &self.listeners)
+            .field(
+                "security_key",
+                &self.security_key.as_deref().map(file::redact),
+            )
+            .field("signature_algo", &self.signature_algo)
+            .field("longpoll_hold", &self.longpoll_hold)
+            .field("ws_ping_interval", &self.ws_ping_interval)
+            .field("message_ttl", &self.message_ttl)
+            .field("channel_history", &self.channel_history)
+            .field("history_max_bytes", &self.history_max_bytes)
+            .field("replay_max", &self.replay_max)
+            .field("max_payload", &self.max_payload)
+            .field("max_channels_per_request", &self.max_channels_per_request)
+            .field("max_connections", &self.max_connections)
+            .field("head_timeout", &self.head_timeout)
+            .field("keepalive_timeout", &self.keepalive_timeout)
+            .field("out_queue_bytes", &self.out_queue_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("log_level", &self.log_level)
+            .finish()
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid (TOML syntax, unknown key, wrong type or bad value).
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending text.
+        line: usize,
+        /// 1-based column (in characters) of the offending text.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting is out of range or inconsistent (after merging all sources).
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The setting, named as in the file.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable could not be understood.
+    #[error("invalid environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One source's settings: `None` means "this source does not set it".
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Layer {
+    pub(crate) threads: Option<usize>,
+    /// File only: replaces every listener.
+    #[serde(rename = "listener")]
+    pub(crate) listeners: Option<Vec<ListenerConfig>>,
+    /// Environment and flags: replace the sub listeners.
+    #[serde(skip)]
+    pub(crate) sub_listen: Option<Vec<SocketAddr>>,
+    /// Environment and flags: replace the pub listeners.
+    #[serde(skip)]
+    pub(crate) pub_listen: Option<Vec<SocketAddr>>,
+    pub(crate) security_key: Option<String>,
+    pub(crate) signature_algo: Option<SignatureAlgo>,
+    pub(crate) longpoll_hold: Option<file::Dur>,
+    pub(crate) ws_ping_interval: Option<file::Dur>,
+    pub(crate) message_ttl: Option<u32>,
+    pub(crate) channel_history: Option<usize>,
+    pub(crate) history_max_bytes: Option<usize>,
+    pub(crate) replay_max: Option<usize>,
+    pub(crate) max_payload: Option<usize>,
+    pub(crate) max_channels_per_request: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) head_timeout: Option<file::Dur>,
+    pub(crate) keepalive_timeout: Option<file::Dur>,
+    pub(crate) out_queue_bytes: Option<usize>,
+    pub(crate) shutdown_grace: Option<file::Dur>,
+    pub(crate) log_level: Option<String>,
+}
+
+impl Config {
+    /// Loads defaults ← file (cli.config) ← environment ← flags, then validates.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let env = cli::process_env()?;
+        Self::load_with_env(cli, &env)
+    }
+
+    /// Same, with the environment given explicitly (for tests): iterator of (name, value).
+    pub fn load_with_env(cli: &Cli, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        Self::load_from(cli, env, |path| std::fs::read_to_string(path))
+    }
+
+    /// The loading steps, with file reading given explicitly.
+    pub(crate) fn load_from(
+        cli: &Cli,
+        env: &[(String, String)],
+        read: impl Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Config, ConfigError> {
+        let (env_layer, env_config_path) = cli::env_layer(env)?;
+        let mut config = Config::default();
+        if let Some(path) = cli.config.clone().or(env_config_path) {
+            let text = read(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            config.apply(file::parse_file(&path, &text)?);
+        }
+        config.apply(env_layer);
+        config.apply(cli.layer());
+        config.normalize();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The effective config as TOML in the file's own format (durations in seconds or
+    /// "250ms"-style strings, the key shown as "<set, N chars>" not the secret itself) — this is
+    /// what `pushpull check-config` prints.
+    pub fn to_toml(&self) -> String {
+        file::to_toml(self)
+    }
+
+    /// The listeners of one kind, in configuration order.
+    pub fn listeners_of(&self, kind: ListenerKind) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.listeners
+            .iter()
+            .filter(move |l| l.kind == kind)
+            .map(|l| l.addr)
+    }
+
+    /// Overwrites every setting `layer` sets.
+    fn apply(&mut self, layer: Layer) {
+        fn set<T>(slot: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
+        fn set_dur(slot: &mut Duration, value: Option<file::Dur>) {
+            if let Some(v) = value {
+                *slot = v.0;
+            }
+        }
+        set(&mut self.threads, layer.threads);
+        if let Some(listeners) = layer.listeners.filter(|l| !l.is_empty()) {
+            self.listeners = listeners;
+        }
+        if let Some(addrs) = layer.sub_listen {
+            self.replace_listeners(ListenerKind::Sub, addrs);
+        }
+        if let Some(addrs) = layer.pub_listen {
+            self.replace_listeners(ListenerKind::Pub, addrs);
+        }
+        if let Some(key) = layer.security_key {
+            self.security_key = Some(key);
+        }
+        set(&mut self.signature_algo, layer.signature_algo);
+        set_dur(&mut self.longpoll_hold, layer.longpoll_hold);
+        set_dur(&mut self.ws_ping_interval, layer.ws_ping_interval);
+        set(&mut self.message_ttl, layer.message_ttl);
+        set(&mut self.channel_history, layer.channel_history);
+        set(&mut self.history_max_bytes, layer.history_max_bytes);
+        set(&mut self.replay_max, layer.replay_max);
+        set(&mut self.max_payload, layer.max_payload);
+        set(
+            &mut self.max_channels_per_request,
+            layer.max_channels_per_request,
+        );
+        set(&mut self.max_connections, layer.max_connections);
+        set_dur(&mut self.head_timeout, layer.head_timeout);
+        set_dur(&mut self.keepalive_timeout, layer.keepalive_timeout);
+        set(&mut self.out_queue_bytes, layer.out_queue_bytes);
+        set_dur(&mut self.shutdown_grace, layer.shutdown_grace);
+        set(&mut self.log_level, layer.log_level);
+    }
+
+    /// Replaces the listeners of `kind` by `addrs` (appended after the other kind's).
+    fn replace_listeners(&mut self, kind: ListenerKind, addrs: Vec<SocketAddr>) {
+        self.listeners.retain(|l| l.kind != kind);
+        self.listeners
+            .extend(addrs.into_iter().map(|addr| ListenerConfig { kind, addr }));
+    }
+
+    /// Canonical forms: an empty key means no key; log levels are lower case.
+    fn normalize(&mut self) {
+        if self.security_key.as_deref() == Some("") {
+            self.security_key = None;
+        }
+        self.log_level = self.log_level.trim().to_ascii_lowercase();
+    }
+
+    /// Checks ranges and cross-field rules; the error names the offending setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(field: &'static str, message: String) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid { field, message })
+        }
+        if !(1..=MAX_THREADS).contains(&self.threads) {
+            return invalid(
+                "threads",
+                format!("must be between 1 and {MAX_THREADS}, got {}", self.threads),
+            );
+        }
+        self.validate_listeners()?;
+        if let Some(key) = &self.security_key {
+            if file::looks_redacted(key) {
+                return invalid(
+                    "security_key",
+                    format!(
+                        "{key:?} is the placeholder printed by check-config, not a key; \
+                         set the real key"
+                    ),
+                );
+            }
+        }
+        for (field, value) in [
+            ("longpoll_hold", self.longpoll_hold),
+            ("ws_ping_interval", self.ws_ping_interval),
+            ("head_timeout", self.head_timeout),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("shutdown_grace", self.shutdown_grace),
+        ] {
+            if value.is_zero() || value > MAX_DURATION {
+                return invalid(
+                    field,
+                    format!(
+                        "must be more than 0 and at most {}, got {}",
+                        format_duration(MAX_DURATION),
+                        format_duration(value)
+                    ),
+                );
+            }
+        }
+        if self.message_ttl == 0 {
+            return invalid("message_ttl", "must be at least 1 second".to_owned());
+        }
+        if self.channel_history == 0 {
+            return invalid("channel_history", "must be at least 1".to_owned());
+        }
+        if self.max_payload < MIN_MAX_PAYLOAD {
+            return invalid(
+                "max_payload",
+                format!(
+                    "must be at least {MIN_MAX_PAYLOAD} bytes, got {}",
+                    self.max_payload
+                ),
+            );
+        }
+        if self.history_max_bytes < self.max_payload {
+            return invalid(
+                "history_max_bytes",
+                format!(
+                    "must be at least max_payload ({}) so a largest message can be stored, got {}",
+                    self.max_payload, self.history_max_bytes
+                ),
+            );
+        }
+        if self.out_queue_bytes < self.max_payload {
+            return invalid(
+                "out_queue_bytes",
+                format!(
+                    "must be at least max_payload ({}) so a largest message can be queued, got {}",
+                    self.max_payload, self.out_queue_bytes
+                ),
+            );
+        }
+        if self.max_channels_per_request == 0 {
+            return invalid("max_channels_per_request", "must be at least 1".to_owned());
+        }
+        if self.max_connections < self.threads {
+            return invalid(
+                "max_connections",
+                format!(
+                    "must be at least threads ({}) since it is split evenly per thread, got {}",
+                    self.threads, self.max_connections
+                ),
+            );
+        }
+        if !LOG_LEVELS.contains(&self.log_level.as_str()) {
+            return invalid(
+                "log_level",
+                format!(
+                    "unknown level {:?}; expected one of {}",
+                    self.log_level,
+                    LOG_LEVELS.join(", ")
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        if self.listeners_of(ListenerKind::Sub).next().is_none() {
+            return Err(ConfigError::Invalid {
+                field: "listener",
+                message: "at least one sub listener is required".to_owned(),
+            });
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if self.listeners[..i].iter().any(|prev| prev.addr == l.addr) {
+                return Err(ConfigError::Invalid {
+                    field: "listener",
+                    message: format!("address {} is listed more than once", l.addr),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The default worker count: the available cores, within `1..=MAX_THREADS`.
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_THREADS)
+}
+
+/// One sub listener on [`DEFAULT_SUB_LISTEN`] and one pub listener on [`DEFAULT_PUB_LISTEN`].
+fn default_listeners() -> Vec<ListenerConfig> {
+    let mut out = Vec::with_capacity(2);
+    for (kind, addr) in [
+        (ListenerKind::Sub, DEFAULT_SUB_LISTEN),
+        (ListenerKind::Pub, DEFAULT_PUB_LISTEN),
+    ] {
+        if let Ok(addr) = addr.parse() {
+            out.push(ListenerConfig { kind, addr });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

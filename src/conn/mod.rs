@@ -1,0 +1,535 @@
+//! One connection's protocol session: HTTP requests, long-poll holds and WebSocket streams, as a
+//! pure state machine. The reactor feeds it bytes, deliveries, engine answers and timeouts, all
+//! with `now`; it returns a [`Flow`] and leaves bytes to send in its output buffer. It never
+//! touches a socket or a clock.
+//!
+//! ```text
+//!                     ┌──────────────── keep-alive: next request ──────────────┐
+//!                     ▼                                                        │
+//!   accept ──▶ Head ──┬─ POST pub ──▶ Body ──▶ Awaiting ──(engine answer)─────┤
+//!                     ├─ GET pub, GET sub(replay) ──────▶ Awaiting / Polling ─┤
+//!                     │                          Polling ─(messages | hold)───┘
+//!                     ├─ GET sub + Upgrade ──▶ WebSocket ──(close)──▶ Closing
+//!                     └─ error, Connection: close ─────────────────▶ Closing ──▶ closed
+//! ```
+//!
+//! Writable invariant: every method that appends to the output buffer is called by the reactor
+//! through a path that marks the connection dirty, so the output is flushed in the same loop turn.
+
+mod http;
+mod respond;
+mod websocket;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{Config, ListenerKind};
+use crate::engine::{ConnRef, CoreMsg, EngineCmd, EngineHandle};
+use crate::hub::Hub;
+use crate::message::{Channel, MessageId, SharedMessage};
+use crate::metrics::{CoreStats, EngineStats};
+use crate::proto::channel::Signer;
+use crate::proto::http::Persistence;
+
+pub use websocket::Ws;
+
+/// Time a closing connection waits for the peer to finish after our last byte (lingering close),
+/// so a close frame or error answer is not destroyed by a reset: 2 s.
+pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What every connection of the process shares (read-only).
+#[derive(Debug)]
+pub struct Shared {
+    /// The effective configuration.
+    pub config: Config,
+    /// Channel token checks.
+    pub signer: Signer,
+    /// Statistics of every core, by core index.
+    pub core_stats: Vec<Arc<CoreStats>>,
+    /// Statistics of the engine.
+    pub engine_stats: Arc<EngineStats>,
+    /// Unix seconds at start.
+    pub started: u64,
+}
+
+/// A session's view of its core for one call.
+pub struct Cx<'a> {
+    /// This connection.
+    pub conn: ConnRef,
+    /// The core's subscriptions.
+    pub hub: &'a mut Hub,
+    /// The way to the engine.
+    pub engine: &'a mut EngineHandle,
+    /// Process-wide settings and statistics.
+    pub shared: &'a Shared,
+    /// This core's statistics.
+    pub stats: &'a CoreStats,
+}
+
+/// What the reactor must do after a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep the connection; flush the output buffer.
+    Continue,
+    /// Close at once, without flushing (peer gone, or a subscriber too slow to take its output).
+    Abort,
+}
+
+/// The connection's state.
+#[derive(Debug)]
+enum State {
+    // call: on_input (a request head)
+    // next: Body, Awaiting, Polling, WebSocket, Closing, Head
+    Head,
+    // call: on_input (body bytes)
+    // next: Awaiting, Head, Closing
+    Body(Box<http::Publish>),
+    // call: on_engine (publish or channel info answer)
+    // next: Head, Closing
+    Awaiting(Persistence),
+    // call: on_deliver, on_engine (replay), on_timeout (hold)
+    // next: Head, Closing
+    Polling(Box<Poll>),
+    // call: on_input (frames), on_deliver, on_engine (replay), on_timeout (ping)
+    // next: Closing
+    WebSocket(Box<Ws>),
+    // call: on_timeout (linger)
+    // next: closed by the reactor once the output is flushed and the peer is done
+    Closing(Instant),
+}
+
+/// A held long-poll request.
+#[derive(Debug)]
+struct Poll {
+    sub: Sub,
+    hold_until: Instant,
+    persistence: Persistence,
+    since: Option<MessageId>,
+}
+
+/// A live subscription: its channels, replay progress and messages waiting to be written.
+#[derive(Debug)]
+struct Sub {
+    channels: Arc<[Channel]>,
+    /// Live messages that arrived while the replay was still running.
+    held: Option<Vec<SharedMessage>>,
+    /// Messages ready to be written, in order.
+    pending: Vec<SharedMessage>,
+    pending_bytes: usize,
+    /// Newest id handed to the client: later duplicates (a message on two of the
+    /// connection's channels) are skipped.
+    last_sent: Option<MessageId>,
+    /// Newest stored id at subscription time (for the long-poll 304).
+    last_stored: Option<MessageId>,
+}
+
+impl Sub {
+    fn start(channels: Vec<Channel>, since: Option<MessageId>, cx: &mut Cx<'_>) -> Option<Self> {
+        let channels: Arc<[Channel]> = channels.into();
+        let cmd = EngineCmd::Subscribe { conn: cx.conn, channels: channels.clone(), since };
+        cx.engine.send_reliable(cmd).ok()?;
+        cx.hub.subscribe(cx.conn.slot, &channels);
+        Some(Self {
+            channels,
+            held: Some(Vec::new()),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            last_sent: since,
+            last_stored: None,
+        })
+    }
+
+    fn stop(&self, cx: &mut Cx<'_>) {
+        cx.hub.unsubscribe(cx.conn.slot, &self.channels);
+        let cmd = EngineCmd::Unsubscribe { core: cx.conn.core, channels: self.channels.clone() };
+        // A full overflow only loses a count decrement (the channel looks subscribed longer).
+        let _ = cx.engine.send_reliable(cmd);
+    }
+
+    /// A live message. `Flow::Abort` when the output queue limit is passed.
+    fn offer(&mut self, msg: &SharedMessage, limit: usize) -> Flow {
+        if let Some(held) = &mut self.held {
+            held.push(msg.clone());
+            return Flow::Continue;
+        }
+        if self.last_sent.is_some_and(|last| msg.id <= last) {
+            return Flow::Continue;
+        }
+        self.push(msg.clone());
+        if self.pending_bytes > limit { Flow::Abort } else { Flow::Continue }
+    }
+
+    fn push(&mut self, msg: SharedMessage) {
+        self.last_sent = Some(msg.id);
+        self.pending_bytes += msg.text.len();
+        self.pending.push(msg);
+    }
+
+    /// A replay page: returns whether the replay is finished.
+    fn replayed(&mut self, messages: Vec<SharedMessage>, more: bool, last: Option<MessageId>) -> bool {
+        self.last_stored = self.last_stored.max(last);
+        let held = self.held.get_or_insert_with(Vec::new);
+        held.retain(|h| !messages.iter().any(|m| m.id == h.id));
+        for msg in messages {
+            if self.last_sent.is_none_or(|l| msg.id > l) {
+                self.push(msg);
+            }
+        }
+        if more {
+            return false;
+        }
+        let mut rest = self.held.take().unwrap_or_default();
+        rest.sort_by_key(|m| m.id);
+        for msg in rest {
+            if self.last_sent.is_none_or(|l| msg.id > l) {
+                self.push(msg);
+            }
+        }
+        true
+    }
+
+    fn take_pending(&mut self) -> Vec<SharedMessage> {
+        self.pending_bytes = 0;
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// One connection's session.
+#[derive(Debug)]
+pub struct Session {
+    kind: ListenerKind,
+    state: State,
+    rbuf: Vec<u8>,
+    out: Vec<u8>,
+    /// When the current request head must be complete, or the keep-alive idle deadline.
+    head_until: Instant,
+    head_started: bool,
+}
+
+impl Session {
+    /// A new session on a listener of `kind`.
+    pub fn new(kind: ListenerKind, now: Instant, config: &Config) -> Self {
+        Self {
+            kind,
+            state: State::Head,
+            rbuf: Vec::new(),
+            out: Vec::new(),
+            head_until: now + config.keepalive_timeout,
+            head_started: false,
+        }
+    }
+
+    /// Bytes read from the peer.
+    pub fn on_input(&mut self, data: &[u8], now: Instant, cx: &mut Cx<'_>) -> Flow {
+        if matches!(self.state, State::Closing(_)) {
+            return Flow::Continue;
+        }
+        self.rbuf.extend_from_slice(data);
+        self.process(now, cx)
+    }
+
+    /// The peer closed its sending side.
+    pub fn on_eof(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        match &mut self.state {
+            // An answer is on its way: send it, then close.
+            State::Awaiting(p) => {
+                *p = Persistence::Close;
+                Flow::Continue
+            }
+            State::Closing(_) => Flow::Abort,
+            State::Head if !self.out.is_empty() => {
+                self.close(now, cx);
+                Flow::Continue
+            }
+            _ => Flow::Abort,
+        }
+    }
+
+    /// A message for the channels this connection subscribed.
+    pub fn on_deliver(&mut self, msg: &SharedMessage, limit: usize) -> Flow {
+        match &mut self.state {
+            State::Polling(poll) => poll.sub.offer(msg, limit),
+            State::WebSocket(ws) => ws.sub.offer(msg, limit.saturating_sub(self.out.len())),
+            _ => Flow::Continue,
+        }
+    }
+
+    /// An engine answer addressed to this connection.
+    pub fn on_engine(&mut self, msg: CoreMsg, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        match msg {
+            CoreMsg::Replay { messages, more, last_id, .. } => {
+                let done = match &mut self.state {
+                    State::Polling(poll) => {
+                        let done = poll.sub.replayed(messages, false, last_id);
+                        // A long-poll answers with one page; the client asks again from it.
+                        let _ = more;
+                        done
+                    }
+                    State::WebSocket(ws) => {
+                        let done = ws.sub.replayed(messages, more, last_id);
+                        if !done {
+                            let since = ws.sub.last_sent.unwrap_or_default();
+                            let cmd = EngineCmd::ReplayMore {
+                                conn: cx.conn,
+                                channels: ws.sub.channels.clone(),
+                                since,
+                            };
+                            if cx.engine.send_reliable(cmd).is_err() {
+                                return Flow::Abort;
+                            }
+                        }
+                        done
+                    }
+                    _ => true,
+                };
+                let _ = done;
+                Flow::Continue
+            }
+            CoreMsg::Published { result, .. } => {
+                if let State::Awaiting(p) = self.state {
+                    http::published(&mut self.out, result, p);
+                    self.finish_request(p, now, cx);
+                }
+                Flow::Continue
+            }
+            CoreMsg::ChannelInfo { infos, .. } => {
+                if let State::Awaiting(p) = self.state {
+                    http::channel_info(&mut self.out, &infos, p);
+                    self.finish_request(p, now, cx);
+                }
+                Flow::Continue
+            }
+            CoreMsg::Deliver(_) | CoreMsg::Shutdown => Flow::Continue,
+        }
+    }
+
+    /// The deadline of [`Session::deadline`] has passed.
+    pub fn on_timeout(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        match self.deadline() {
+            Some(at) if at <= now => {}
+            _ => return Flow::Continue,
+        }
+        match &mut self.state {
+            State::Head | State::Body(_) => {
+                if self.head_started || matches!(self.state, State::Body(_)) {
+                    respond::error(&mut self.out, 408, 408, "Request Timeout.", Persistence::Close);
+                    self.close(now, cx);
+                    Flow::Continue
+                } else {
+                    Flow::Abort
+                }
+            }
+            State::Polling(_) => {
+                self.end_poll(now, cx);
+                Flow::Continue
+            }
+            State::WebSocket(ws) => ws.on_timeout(&mut self.out, now, cx),
+            State::Awaiting(_) => Flow::Continue,
+            State::Closing(_) => Flow::Abort,
+        }
+    }
+
+    /// Frames what is pending into the output buffer (WebSocket) or completes a long-poll
+    /// holding messages. Called before each write.
+    pub fn prepare_write(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        match &mut self.state {
+            State::WebSocket(ws) => {
+                let n = ws.frame_pending(&mut self.out);
+                cx.stats.delivered.add(n as u64);
+            }
+            State::Polling(poll) if !poll.sub.pending.is_empty() && poll.sub.held.is_none() => {
+                let messages = poll.sub.take_pending();
+                let len = messages.iter().map(|m| m.text.len()).sum();
+                respond::poll_messages_head(&mut self.out, len, poll.persistence);
+                for m in &messages {
+                    self.out.extend_from_slice(&m.text);
+                }
+                cx.stats.delivered.add(messages.len() as u64);
+                let p = poll.persistence;
+                self.leave_poll(cx);
+                self.finish_request(p, now, cx);
+            }
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    /// Bytes waiting to be written.
+    pub fn output(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// `n` bytes of the output were written.
+    pub fn consumed(&mut self, n: usize) {
+        self.out.drain(..n.min(self.out.len()));
+        if self.out.is_empty() {
+            // Idle connections hold no buffer.
+            self.out = Vec::new();
+        }
+    }
+
+    /// Whether output bytes or deliveries are waiting.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+            || match &self.state {
+                State::WebSocket(ws) => !ws.sub.pending.is_empty(),
+                State::Polling(p) => !p.sub.pending.is_empty() && p.sub.held.is_none(),
+                _ => false,
+            }
+    }
+
+    /// Whether the session takes input now (dropping read interest is the backpressure: a
+    /// pipelined request waits in the socket while one is being answered).
+    pub fn wants_read(&self) -> bool {
+        match self.state {
+            State::Head | State::Body(_) | State::WebSocket(_) => true,
+            State::Closing(_) => true,
+            State::Awaiting(_) | State::Polling(_) => {
+                self.rbuf.len() < crate::proto::http::DEFAULT_MAX_HEAD_BYTES
+            }
+        }
+    }
+
+    /// Whether the session is closing: once the output is flushed the reactor shuts the
+    /// socket's sending side and closes at the peer's end of stream or at the deadline.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.state, State::Closing(_))
+    }
+
+    /// The one deadline of this connection.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Head | State::Body(_) => Some(self.head_until),
+            State::Awaiting(_) => None,
+            State::Polling(poll) => Some(poll.hold_until),
+            State::WebSocket(ws) => Some(ws.next_ping),
+            State::Closing(until) => Some(*until),
+        }
+    }
+
+    /// The server is stopping (spec/websocket.md §6, spec/longpoll.md §4): WebSockets get close
+    /// 1001, held polls their 304, idle connections close.
+    pub fn shutdown(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        match &mut self.state {
+            State::WebSocket(ws) => {
+                ws.close(&mut self.out, 1001, "Server shutdown.");
+                self.close(now, cx);
+                Flow::Continue
+            }
+            State::Polling(_) => {
+                self.end_poll(now, cx);
+                self.close(now, cx);
+                Flow::Continue
+            }
+            State::Awaiting(p) => {
+                *p = Persistence::Close;
+                Flow::Continue
+            }
+            State::Closing(_) => Flow::Continue,
+            State::Head | State::Body(_) => Flow::Abort,
+        }
+    }
+
+    /// The connection is going away: drop subscriptions and gauges.
+    pub fn release(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        self.close(now, cx);
+    }
+
+    /// Works through buffered input as far as the state allows; the reactor calls it after every
+    /// event, since a state change (an answer sent) may let a pipelined request proceed.
+    pub fn resume(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        self.process(now, cx)
+    }
+
+    /// Works through buffered input as far as the state allows.
+    fn process(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        loop {
+            let progress = match &mut self.state {
+                State::Head => {
+                    if self.rbuf.is_empty() {
+                        return Flow::Continue;
+                    }
+                    if !self.head_started {
+                        self.head_started = true;
+                        self.head_until = now + cx.shared.config.head_timeout;
+                    }
+                    http::on_head(self, now, cx)
+                }
+                State::Body(_) => http::on_body(self, now, cx),
+                State::WebSocket(ws) => {
+                    let (consumed, flow) = ws.on_input(&self.rbuf, &mut self.out, now, cx);
+                    self.rbuf.drain(..consumed);
+                    if flow == Flow::Abort {
+                        return Flow::Abort;
+                    }
+                    if ws.closing {
+                        self.close(now, cx);
+                    }
+                    false
+                }
+                State::Closing(_) => {
+                    self.rbuf.clear();
+                    false
+                }
+                State::Awaiting(_) | State::Polling(_) => false,
+            };
+            if self.rbuf.is_empty() {
+                self.rbuf = Vec::new();
+            }
+            if !progress {
+                return Flow::Continue;
+            }
+        }
+    }
+
+    /// Answer written: back to reading the next request, or closing.
+    fn finish_request(&mut self, p: Persistence, now: Instant, cx: &mut Cx<'_>) {
+        match p {
+            Persistence::KeepAlive => {
+                self.state = State::Head;
+                self.head_started = false;
+                self.head_until = now + cx.shared.config.keepalive_timeout;
+                // A pipelined request may be waiting already: the reactor calls `resume`.
+            }
+            Persistence::Close => self.close(now, cx),
+        }
+    }
+
+    /// Ends a held poll with a 304 (spec/longpoll.md §4).
+    fn end_poll(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        if let State::Polling(poll) = &self.state {
+            let last = poll.since.max(poll.sub.last_stored);
+            let p = poll.persistence;
+            respond::poll_timeout(&mut self.out, last, p);
+            self.leave_poll(cx);
+            self.finish_request(p, now, cx);
+        }
+    }
+
+    fn leave_poll(&mut self, cx: &mut Cx<'_>) {
+        if let State::Polling(poll) = &self.state {
+            poll.sub.stop(cx);
+            cx.stats.pollings.sub(1);
+        }
+        self.state = State::Awaiting(Persistence::Close);
+    }
+
+    /// Enters `Closing`, leaving any subscription first.
+    fn close(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        match &self.state {
+            State::Polling(poll) => {
+                poll.sub.stop(cx);
+                cx.stats.pollings.sub(1);
+            }
+            State::WebSocket(ws) => {
+                ws.sub.stop(cx);
+                cx.stats.websockets.sub(1);
+            }
+            _ => {}
+        }
+        if !matches!(self.state, State::Closing(_)) {
+            self.state = State::Closing(now + DEFAULT_LINGER);
+        }
+        self.rbuf = Vec::new();
+    }
+}

@@ -1,0 +1,151 @@
+//! WebSocket subscribers (spec/websocket.md): the upgrade, replay then live messages, pings,
+//! and the closing handshake.
+
+use std::time::Instant;
+
+use super::{Cx, Flow, Session, State, Sub, respond};
+use crate::message::MessageId;
+use crate::proto::http::{Persistence, RequestHead, query_param};
+use crate::proto::ws::{self, Incoming, Opcode, Reader};
+
+/// Payload of the server's ping frames (as the reference sends).
+const PING_PAYLOAD: &[u8] = b"ws ping";
+
+/// A WebSocket subscriber.
+#[derive(Debug)]
+pub struct Ws {
+    pub(super) sub: Sub,
+    reader: Reader,
+    pub(super) next_ping: Instant,
+    awaiting_pong: bool,
+    /// Our close frame is queued; the connection goes to `Closing`.
+    pub(super) closing: bool,
+}
+
+/// `GET <sub path>` with `Upgrade: websocket` (spec/websocket.md §1).
+pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>) {
+    let p = head.persistence;
+    if head.ws_version.as_deref().map(str::trim) != Some("13") {
+        respond::upgrade_required(&mut s.out, p);
+        s.finish_request(p, now, cx);
+        return;
+    }
+    let Some(key) = head.ws_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) else {
+        let reason = "Bad WebSocket handshake: no Sec-WebSocket-Key.";
+        respond::plain(&mut s.out, 400, "text/plain", reason.as_bytes(), Persistence::Close);
+        s.close(now, cx);
+        return;
+    };
+    respond::switching_protocols(&mut s.out, &ws::accept_key(key));
+    let config = &cx.shared.config;
+    let list = query_param(&head.query, "CHANNEL_ID").unwrap_or_default();
+    let channels = match cx.shared.signer.subscription(&list, config.max_channels_per_request) {
+        Ok(sub) => sub.channels,
+        Err(e) => {
+            // The newer reference accepts the upgrade and closes with the code: that is what
+            // clients react to (spec/websocket.md §5).
+            let reason = format!("{}: {}", e.code(), e.reason());
+            s.out.extend_from_slice(&ws::close_frame(e.code(), &reason));
+            s.close(now, cx);
+            return;
+        }
+    };
+    let since = query_param(&head.query, "mid").and_then(|m| MessageId::parse(&m));
+    let next_ping = now + config.ws_ping_interval;
+    let max = config.max_payload;
+    let Some(sub) = Sub::start(channels, since, cx) else {
+        s.out.extend_from_slice(&ws::close_frame(1013, "Server busy, try again."));
+        s.close(now, cx);
+        return;
+    };
+    cx.stats.websockets.add(1);
+    let reader = Reader::new(max, max);
+    s.state = State::WebSocket(Box::new(Ws { sub, reader, next_ping, awaiting_pong: false, closing: false }));
+}
+
+impl Ws {
+    /// Reads client frames from `input`; returns the bytes consumed.
+    pub(super) fn on_input(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        now: Instant,
+        cx: &mut Cx<'_>,
+    ) -> (usize, Flow) {
+        let _ = now;
+        let mut used = 0;
+        while !self.closing {
+            match self.reader.read(&input[used..]) {
+                Ok(None) => break,
+                Ok(Some((n, message))) => {
+                    used += n;
+                    match message {
+                        None => {}
+                        Some(Incoming::Ping(payload)) => {
+                            // Pong in the order of reading; a pending batch is framed first.
+                            cx.stats.delivered.add(self.frame_pending(out) as u64);
+                            out.extend_from_slice(&ws::control_frame(Opcode::Pong, &payload));
+                        }
+                        Some(Incoming::Pong(_)) => self.awaiting_pong = false,
+                        Some(Incoming::Close(code)) => {
+                            // Echo the code (RFC 6455 §5.5.1); no code → no payload.
+                            cx.stats.delivered.add(self.frame_pending(out) as u64);
+                            match code {
+                                Some((code, _)) => out.extend_from_slice(&ws::close_frame(code, "")),
+                                None => out.extend_from_slice(&ws::control_frame(Opcode::Close, &[])),
+                            }
+                            self.closing = true;
+                        }
+                        // Text-mode clients send nothing else; data frames are read and dropped.
+                        Some(Incoming::Text(_) | Incoming::Binary(_)) => {}
+                    }
+                }
+                Err(e) => {
+                    used = input.len();
+                    self.close(out, e.close_code(), e.reason());
+                }
+            }
+        }
+        if self.closing {
+            used = input.len();
+        }
+        (used, Flow::Continue)
+    }
+
+    /// Ping time: a ping, or the end when the previous ping got no pong (spec/websocket.md §4).
+    pub(super) fn on_timeout(&mut self, out: &mut Vec<u8>, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        if self.awaiting_pong {
+            return Flow::Abort;
+        }
+        cx.stats.delivered.add(self.frame_pending(out) as u64);
+        out.extend_from_slice(&ws::control_frame(Opcode::Ping, PING_PAYLOAD));
+        self.awaiting_pong = true;
+        self.next_ping = now + cx.shared.config.ws_ping_interval;
+        Flow::Continue
+    }
+
+    /// Joins every message waiting into one text frame (spec/websocket.md §3); returns how many.
+    pub(super) fn frame_pending(&mut self, out: &mut Vec<u8>) -> usize {
+        if self.sub.pending.is_empty() || self.closing {
+            return 0;
+        }
+        let messages = self.sub.take_pending();
+        let len: usize = messages.iter().map(|m| m.text.len()).sum();
+        let mut header = [0u8; 10];
+        let n = ws::frame_header(Opcode::Text, len, &mut header);
+        out.reserve(n + len);
+        out.extend_from_slice(&header[..n]);
+        for m in &messages {
+            out.extend_from_slice(&m.text);
+        }
+        messages.len()
+    }
+
+    /// Queues our close frame.
+    pub(super) fn close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str) {
+        if !self.closing {
+            out.extend_from_slice(&ws::close_frame(code, reason));
+            self.closing = true;
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The embedded engine: one thread that owns message ids, the in-memory history and the map of
+//! which cores have subscribers of which channel (spec/history.md).
+//!
+//! It is the only writer of all three, so no lock is needed. A publication is encoded once here
+//! and the same [`SharedMessage`] goes to each interested core; a core with no subscriber of a
+//! channel gets nothing for it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::memory::{MemoryStore, StoreLimits};
+use super::{ConnRef, CoreMsg, EngineCmd};
+use crate::message::{Channel, Message, MessageId, Sender, SharedMessage};
+use crate::metrics::EngineStats;
+use crate::proto::text;
+use crate::reactor::mailbox::CorePeer;
+
+/// Longest sleep of the engine thread when no message expires sooner: purges are never later
+/// than this, and stats are refreshed at least this often.
+const MAX_IDLE: Duration = Duration::from_millis(500);
+
+/// Settings of the embedded engine.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalSettings {
+    /// Upper bound on a message's storage time, seconds.
+    pub message_ttl: u32,
+    /// Messages per replay answer.
+    pub replay_max: usize,
+    /// Store bounds.
+    pub limits: StoreLimits,
+}
+
+/// Subscriber counts of one channel, per core.
+struct Interest {
+    per_core: Box<[u32]>,
+}
+
+/// Produces message ids: start time of the source plus a counter (spec/history.md §1).
+#[derive(Debug)]
+pub struct IdSource {
+    start: u64,
+    counter: u64,
+}
+
+impl IdSource {
+    /// A source started at `start` Unix seconds.
+    pub fn new(start: u64) -> Self {
+        Self { start, counter: 0 }
+    }
+
+    /// The next id.
+    pub fn next(&mut self) -> MessageId {
+        self.counter += 1;
+        MessageId::new(self.start, self.counter)
+    }
+}
+
+/// The embedded engine's state; [`LocalEngine::run`] is its thread.
+pub struct LocalEngine {
+    rx: Receiver<EngineCmd>,
+    cores: Vec<CorePeer>,
+    store: MemoryStore,
+    interest: AHashMap<Channel, Interest>,
+    ids: IdSource,
+    settings: LocalSettings,
+    stats: Arc<EngineStats>,
+    targets: Vec<bool>,
+}
+
+impl LocalEngine {
+    /// An engine answering on `cores` (indexed by core number).
+    pub fn new(
+        rx: Receiver<EngineCmd>,
+        cores: Vec<CorePeer>,
+        settings: LocalSettings,
+        stats: Arc<EngineStats>,
+    ) -> Self {
+        let n = cores.len();
+        Self {
+            rx,
+            cores,
+            store: MemoryStore::new(settings.limits),
+            interest: AHashMap::new(),
+            ids: IdSource::new(unix_ms() / 1000),
+            settings,
+            stats,
+            targets: vec![false; n],
+        }
+    }
+
+    /// Runs until [`EngineCmd::Shutdown`] or until every core handle is gone.
+    pub fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .store
+                .next_expiry()
+                .map_or(MAX_IDLE, |at| at.saturating_duration_since(now).min(MAX_IDLE));
+            match self.rx.recv_timeout(wait) {
+                Ok(EngineCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(cmd) => self.handle(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Drain what is queued without sleeping, then purge once.
+            for _ in 0..4096 {
+                match self.rx.try_recv() {
+                    Ok(EngineCmd::Shutdown) => return,
+                    Ok(cmd) => self.handle(cmd),
+                    Err(_) => break,
+                }
+            }
+            self.store.purge(Instant::now());
+            self.refresh_stats();
+        }
+    }
+
+    fn handle(&mut self, cmd: EngineCmd) {
+        match cmd {
+            EngineCmd::Publish { from, receivers, body, expiry, sender } => {
+                self.publish(from, receivers, body, expiry, sender);
+            }
+            EngineCmd::Subscribe { conn, channels, since } => {
+                for channel in channels.iter() {
+                    let n = self.cores.len();
+                    let entry = self
+                        .interest
+                        .entry(*channel)
+                        .or_insert_with(|| Interest { per_core: vec![0; n].into() });
+                    if let Some(count) = entry.per_core.get_mut(usize::from(conn.core)) {
+                        *count += 1;
+                    }
+                }
+                self.replay(conn, &channels, since);
+            }
+            EngineCmd::ReplayMore { conn, channels, since } => {
+                self.replay(conn, &channels, Some(since));
+            }
+            EngineCmd::Unsubscribe { core, channels } => {
+                for channel in channels.iter() {
+                    if let Some(entry) = self.interest.get_mut(channel) {
+                        if let Some(count) = entry.per_core.get_mut(usize::from(core)) {
+                            *count = count.saturating_sub(1);
+                        }
+                        if entry.per_core.iter().all(|&c| c == 0) {
+                            self.interest.remove(channel);
+                        }
+                    }
+                }
+            }
+            EngineCmd::ChannelInfo { from, channels } => {
+                let infos = channels
+                    .iter()
+                    .map(|ch| {
+                        let n = self
+                            .interest
+                            .get(ch)
+                            .map_or(0, |i| i.per_core.iter().sum::<u32>());
+                        (ch.id, n)
+                    })
+                    .collect();
+                self.answer(from, CoreMsg::ChannelInfo { conn: from, infos });
+            }
+            EngineCmd::Shutdown => {}
+        }
+    }
+
+    fn publish(
+        &mut self,
+        from: ConnRef,
+        mut receivers: Vec<Channel>,
+        body: Bytes,
+        expiry: u32,
+        sender: Sender,
+    ) {
+        receivers.sort_unstable();
+        receivers.dedup();
+        let id = self.ids.next();
+        let now_ms = unix_ms();
+        let expiry = expiry.min(self.settings.message_ttl);
+        let message: SharedMessage = Arc::new(Message {
+            id,
+            text: text::encode(id, &body, now_ms),
+            body,
+            created: u32::try_from(now_ms / 1000).unwrap_or(u32::MAX),
+            expiry,
+            sender,
+            receivers: receivers.into_boxed_slice(),
+        });
+        if expiry > 0 {
+            self.store.store(message.clone(), Instant::now());
+        }
+        self.targets.iter_mut().for_each(|t| *t = false);
+        for channel in message.receivers.iter() {
+            if let Some(interest) = self.interest.get(channel) {
+                for (target, &count) in self.targets.iter_mut().zip(interest.per_core.iter()) {
+                    *target |= count > 0;
+                }
+            }
+        }
+        for (core, peer) in self.cores.iter().enumerate() {
+            if self.targets[core] {
+                peer.send(CoreMsg::Deliver(message.clone()));
+            }
+        }
+        self.stats.published.add(1);
+        self.answer(from, CoreMsg::Published { conn: from, result: Ok(id) });
+    }
+
+    fn replay(&mut self, conn: ConnRef, channels: &[Channel], since: Option<MessageId>) {
+        let now = Instant::now();
+        let (messages, more) = match since {
+            Some(since) => {
+                let page = self.store.replay(channels, since, self.settings.replay_max, now);
+                (page.messages, page.more)
+            }
+            None => (Vec::new(), false),
+        };
+        let last_id = self.store.last_id(channels, now);
+        self.answer(conn, CoreMsg::Replay { conn, messages, more, last_id });
+    }
+
+    fn answer(&self, conn: ConnRef, msg: CoreMsg) {
+        if let Some(peer) = self.cores.get(usize::from(conn.core)) {
+            peer.send(msg);
+        }
+    }
+
+    fn refresh_stats(&self) {
+        let s = self.store.stats();
+        self.stats.stored_messages.set(s.messages as u64);
+        self.stats.stored_bytes.set(s.bytes as u64);
+        self.stats.channels.set(self.interest.len() as u64);
+    }
+}
+
+/// Wall clock in Unix milliseconds (0 if the clock is before 1970).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

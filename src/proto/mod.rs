@@ -1,0 +1,6 @@
+//! Sans-IO wire codecs: bytes in, values or bytes out. No sockets, no clock (`now` is passed in).
+
+pub mod channel;
+pub mod http;
+pub mod text;
+pub mod ws;

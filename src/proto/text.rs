@@ -1,0 +1,132 @@
+//! The text wire format of queue-server versions 1–3 (spec/text-format.md).
+//!
+//! Every message is `#!NGINXNMS!#{"id":…,"mid":"…","channel":"-","tag":"…","time":"…","text":<body>}#!NGINXNME!#`
+//! and several messages are concatenated with no separator. Clients cut frames with a regular
+//! expression whose `.` matches no line terminator, so the encoder guarantees the frame holds no raw
+//! CR, LF, U+2028 or U+2029 (spec/text-format.md §2).
+
+use bytes::Bytes;
+
+use crate::message::MessageId;
+
+/// Opening marker of a text-mode message.
+pub const START_MARKER: &[u8] = b"#!NGINXNMS!#";
+/// Closing marker of a text-mode message.
+pub const END_MARKER: &[u8] = b"#!NGINXNME!#";
+
+/// Encodes one message in the text format.
+///
+/// `now_ms` is the wall clock in Unix milliseconds at encoding time: `tag` is its last three
+/// digits and `time` its HTTP date, as the reference server writes them.
+pub fn encode(id: MessageId, body: &[u8], now_ms: u64) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() + 140);
+    out.extend_from_slice(START_MARKER);
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(id.counter().to_string().as_bytes());
+    out.extend_from_slice(b",\"mid\":\"");
+    out.extend_from_slice(&id.digits());
+    out.extend_from_slice(b"\",\"channel\":\"-\",\"tag\":\"");
+    out.extend_from_slice(format!("{:03}", now_ms % 1000).as_bytes());
+    out.extend_from_slice(b"\",\"time\":\"");
+    out.extend_from_slice(http_date(now_ms / 1000).as_bytes());
+    out.extend_from_slice(b"\",\"text\":");
+    push_single_line(&mut out, body);
+    out.push(b'}');
+    out.extend_from_slice(END_MARKER);
+    Bytes::from(out)
+}
+
+/// Appends `body` with every line terminator made harmless: CR and LF (only legal in JSON as
+/// whitespace between tokens) become spaces; U+2028/U+2029 (legal raw inside JSON strings)
+/// become the escapes `\u2028`/`\u2029`, which decode to the same characters.
+fn push_single_line(out: &mut Vec<u8>, body: &[u8]) {
+    let mut rest = body;
+    while let Some(pos) = rest.iter().position(|&b| b == b'\r' || b == b'\n' || b == 0xe2) {
+        out.extend_from_slice(&rest[..pos]);
+        match rest[pos] {
+            0xe2 if rest.get(pos + 1) == Some(&0x80) && matches!(rest.get(pos + 2), Some(0xa8 | 0xa9)) => {
+                out.extend_from_slice(if rest[pos + 2] == 0xa8 { b"\\u2028" } else { b"\\u2029" });
+                rest = &rest[pos + 3..];
+                continue;
+            }
+            0xe2 => out.push(0xe2),
+            _ => out.push(b' '),
+        }
+        rest = &rest[pos + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+/// Formats Unix seconds as an IMF-fixdate (`Thu, 29 Jun 2017 09:50:16 GMT`).
+pub fn http_date(unix_secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix_secs / 86_400;
+    let secs = unix_secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (the days-to-civil algorithm of Howard Hinnant,
+/// restricted to dates after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_date_matches_known_values() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_498_729_816), "Thu, 29 Jun 2017 09:50:16 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(http_date(4_102_444_800), "Fri, 01 Jan 2100 00:00:00 GMT");
+    }
+
+    /// spec/text-format.md §1: the exact frame layout.
+    #[test]
+    fn encodes_reference_layout() {
+        let id = MessageId::new(1_498_729_816, 42);
+        let frame = encode(id, br#"{"module_id":"im","command":"x","params":{}}"#, 1_498_729_816_123);
+        assert_eq!(
+            std::str::from_utf8(&frame).unwrap(),
+            "#!NGINXNMS!#{\"id\":42,\"mid\":\"14987298160000000000000042\",\"channel\":\"-\",\
+             \"tag\":\"123\",\"time\":\"Thu, 29 Jun 2017 09:50:16 GMT\",\
+             \"text\":{\"module_id\":\"im\",\"command\":\"x\",\"params\":{}}}#!NGINXNME!#"
+        );
+    }
+
+    /// spec/text-format.md §2: no raw line terminator inside a frame.
+    #[test]
+    fn removes_line_terminators() {
+        let body = "{\"a\":\r\n\"x\u{2028}y\u{2029}\u{e9}\"}".as_bytes();
+        let frame = encode(MessageId::new(1, 1), body, 0);
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert!(!text.contains(['\r', '\n', '\u{2028}', '\u{2029}']));
+        let json = &text[START_MARKER.len()..text.len() - END_MARKER.len()];
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(value["text"]["a"], "x\u{2028}y\u{2029}\u{e9}");
+    }
+}

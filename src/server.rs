@@ -1,0 +1,192 @@
+//! Starting and stopping the server: binds every listener once per core with `SO_REUSEPORT`,
+//! starts the engine thread and one reactor thread per core, and stops them in order.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use log::info;
+use mio::net::TcpListener;
+use mio::{Poll, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::{Config, ListenerKind};
+use crate::conn::Shared;
+use crate::engine::local::{LocalEngine, LocalSettings, unix_ms};
+use crate::engine::memory::StoreLimits;
+use crate::engine::{DEFAULT_ENGINE_QUEUE, EngineCmd, EngineHandle};
+use crate::metrics::{CoreStats, EngineStats};
+use crate::proto::channel::Signer;
+use crate::reactor::mailbox::{CorePeer, mailbox};
+use crate::reactor::{Core, CoreSetup, WAKER_TOKEN};
+
+/// Kernel accept queue length of each listener: absorbs connection bursts (the kernel caps it
+/// at `net.core.somaxconn`).
+pub const DEFAULT_BACKLOG: i32 = 4096;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Creating a poll, waker or thread failed.
+    #[error("cannot start core {core}: {source}")]
+    Core {
+        /// The core index.
+        core: usize,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// A running server.
+pub struct Server {
+    cores: Vec<JoinHandle<io::Result<()>>>,
+    engine: Option<JoinHandle<()>>,
+    peers: Vec<CorePeer>,
+    engine_tx: crossbeam_channel::Sender<EngineCmd>,
+    addrs: Vec<(ListenerKind, SocketAddr)>,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds the listeners and starts the engine and the cores.
+    pub fn start(config: Config) -> Result<Self, ServerError> {
+        let threads = config.threads.max(1);
+        let core_stats: Vec<Arc<CoreStats>> = (0..threads).map(|_| Arc::default()).collect();
+        let engine_stats = Arc::new(EngineStats::default());
+        let signer = Signer::new(config.security_key.as_deref(), config.signature_algo);
+        // Bind core 0 first so that port 0 resolves to one port that the other cores share.
+        let mut addrs: Vec<(ListenerKind, SocketAddr)> =
+            config.listeners.iter().map(|l| (l.kind, l.addr)).collect();
+        let mut per_core: Vec<Vec<(TcpListener, ListenerKind)>> = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let mut listeners = Vec::with_capacity(addrs.len());
+            for (kind, addr) in addrs.iter_mut() {
+                let listener = bind(*addr).map_err(|source| ServerError::Bind { addr: *addr, source })?;
+                *addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: *addr, source })?;
+                listeners.push((listener, *kind));
+            }
+            per_core.push(listeners);
+        }
+        let shared = Arc::new(Shared {
+            config,
+            signer,
+            core_stats: core_stats.clone(),
+            engine_stats: engine_stats.clone(),
+            started: unix_ms() / 1000,
+        });
+
+        let (engine_tx, engine_rx) = crossbeam_channel::bounded(DEFAULT_ENGINE_QUEUE);
+        let mut setups = Vec::with_capacity(threads);
+        let mut peers = Vec::with_capacity(threads);
+        for (index, listeners) in per_core.into_iter().enumerate() {
+            let core_err = |source| ServerError::Core { core: index, source };
+            let poll = Poll::new().map_err(core_err)?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN).map_err(core_err)?);
+            let (peer, mailbox) = mailbox(waker);
+            peers.push(peer);
+            setups.push(CoreSetup {
+                index: index as u16,
+                poll,
+                listeners,
+                mailbox,
+                engine: EngineHandle::new(engine_tx.clone()),
+                shared: shared.clone(),
+                stats: core_stats[index].clone(),
+            });
+        }
+
+        let settings = LocalSettings {
+            message_ttl: shared.config.message_ttl,
+            replay_max: shared.config.replay_max,
+            limits: StoreLimits {
+                channel_history: shared.config.channel_history,
+                max_bytes: shared.config.history_max_bytes,
+            },
+        };
+        let engine = LocalEngine::new(engine_rx, peers.clone(), settings, engine_stats);
+        let engine = std::thread::Builder::new()
+            .name("pushpull-engine".into())
+            .spawn(move || engine.run())
+            .map_err(|source| ServerError::Core { core: threads, source })?;
+
+        let mut cores = Vec::with_capacity(threads);
+        for setup in setups {
+            let index = usize::from(setup.index);
+            let handle = std::thread::Builder::new()
+                .name(format!("pushpull-core-{index}"))
+                .spawn(move || Core::new(setup, Instant::now())?.run())
+                .map_err(|source| ServerError::Core { core: index, source })?;
+            cores.push(handle);
+        }
+        for (kind, addr) in &addrs {
+            info!("listening on {addr} ({kind:?}) with {threads} cores");
+        }
+        addrs.dedup();
+        Ok(Self { cores, engine: Some(engine), peers, engine_tx, addrs, shared })
+    }
+
+    /// The bound addresses (port 0 resolved), one per configured listener.
+    pub fn addrs(&self) -> &[(ListenerKind, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The first bound address of a kind.
+    pub fn addr(&self, kind: ListenerKind) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
+    }
+
+    /// Process-wide state (statistics).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, closes connections as spec/README.md §5 says and waits for every
+    /// thread, at most the configured grace time plus one second.
+    pub fn shutdown(mut self) {
+        for peer in &self.peers {
+            peer.send(crate::engine::CoreMsg::Shutdown);
+        }
+        let deadline = Instant::now() + self.shared.config.shutdown_grace + Duration::from_secs(1);
+        for core in self.cores.drain(..) {
+            while !core.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if core.is_finished() {
+                if let Ok(Err(e)) = core.join() {
+                    log::warn!("core stopped with an error: {e}");
+                }
+            }
+        }
+        let _ = self.engine_tx.send(EngineCmd::Shutdown);
+        if let Some(engine) = self.engine.take() {
+            while !engine.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if engine.is_finished() {
+                let _ = engine.join();
+            }
+        }
+    }
+}
+
+/// A non-blocking listener with `SO_REUSEADDR` and `SO_REUSEPORT`, so every core binds the same
+/// address and the kernel spreads connections over them.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(DEFAULT_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
