@@ -70,12 +70,18 @@ pub struct Channel {
 impl Channel {
     /// A private channel.
     pub fn private(id: ChannelId) -> Self {
-        Self { kind: ChannelKind::Private, id }
+        Self {
+            kind: ChannelKind::Private,
+            id,
+        }
     }
 
     /// A public channel.
     pub fn public(id: ChannelId) -> Self {
-        Self { kind: ChannelKind::Public, id }
+        Self {
+            kind: ChannelKind::Public,
+            id,
+        }
     }
 }
 
@@ -224,7 +230,10 @@ mod tests {
         let hex = b"0123456789abcdef0123456789abcdef";
         let id = ChannelId::from_hex(hex).expect("valid");
         assert_eq!(id.to_hex().as_bytes(), hex);
-        assert_eq!(ChannelId::from_hex(b"0123456789ABCDEF0123456789abcdef"), None);
+        assert_eq!(
+            ChannelId::from_hex(b"0123456789ABCDEF0123456789abcdef"),
+            None
+        );
         assert_eq!(ChannelId::from_hex(b"0123"), None);
     }
 }

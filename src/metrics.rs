@@ -118,7 +118,10 @@ impl EngineStats {
     /// Adds the engine's figures to a JSON object.
     pub fn fill(&self, out: &mut Map<String, Value>) {
         out.insert(names::PUBLISHED.into(), self.published.get().into());
-        out.insert(names::STORED_MESSAGES.into(), self.stored_messages.get().into());
+        out.insert(
+            names::STORED_MESSAGES.into(),
+            self.stored_messages.get().into(),
+        );
         out.insert(names::STORED_BYTES.into(), self.stored_bytes.get().into());
         out.insert(names::CHANNELS.into(), self.channels.get().into());
     }

@@ -71,8 +71,14 @@ impl Server {
         for _ in 0..threads {
             let mut listeners = Vec::with_capacity(addrs.len());
             for (kind, addr) in addrs.iter_mut() {
-                let listener = bind(*addr).map_err(|source| ServerError::Bind { addr: *addr, source })?;
-                *addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: *addr, source })?;
+                let listener = bind(*addr).map_err(|source| ServerError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+                *addr = listener.local_addr().map_err(|source| ServerError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
                 listeners.push((listener, *kind));
             }
             per_core.push(listeners);
@@ -89,7 +95,10 @@ impl Server {
         let mut setups = Vec::with_capacity(threads);
         let mut peers = Vec::with_capacity(threads);
         for (index, listeners) in per_core.into_iter().enumerate() {
-            let core_err = |source| ServerError::Core { core: index, source };
+            let core_err = |source| ServerError::Core {
+                core: index,
+                source,
+            };
             let poll = Poll::new().map_err(core_err)?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN).map_err(core_err)?);
             let (peer, mailbox) = mailbox(waker);
@@ -117,7 +126,10 @@ impl Server {
         let engine = std::thread::Builder::new()
             .name("pushpull-engine".into())
             .spawn(move || engine.run())
-            .map_err(|source| ServerError::Core { core: threads, source })?;
+            .map_err(|source| ServerError::Core {
+                core: threads,
+                source,
+            })?;
 
         let mut cores = Vec::with_capacity(threads);
         for setup in setups {
@@ -125,14 +137,24 @@ impl Server {
             let handle = std::thread::Builder::new()
                 .name(format!("pushpull-core-{index}"))
                 .spawn(move || Core::new(setup, Instant::now())?.run())
-                .map_err(|source| ServerError::Core { core: index, source })?;
+                .map_err(|source| ServerError::Core {
+                    core: index,
+                    source,
+                })?;
             cores.push(handle);
         }
         for (kind, addr) in &addrs {
             info!("listening on {addr} ({kind:?}) with {threads} cores");
         }
         addrs.dedup();
-        Ok(Self { cores, engine: Some(engine), peers, engine_tx, addrs, shared })
+        Ok(Self {
+            cores,
+            engine: Some(engine),
+            peers,
+            engine_tx,
+            addrs,
+            shared,
+        })
     }
 
     /// The bound addresses (port 0 resolved), one per configured listener.

@@ -38,7 +38,13 @@ pub(super) fn on_head(s: &mut Session, now: Instant, cx: &mut Cx<'_>) -> bool {
         Ok(None) => false,
         Err(e) => {
             let body = format!("{} {}", e.status(), e.reason());
-            respond::plain(&mut s.out, e.status(), "text/plain", body.as_bytes(), Persistence::Close);
+            respond::plain(
+                &mut s.out,
+                e.status(),
+                "text/plain",
+                body.as_bytes(),
+                Persistence::Close,
+            );
             s.close(now, cx);
             false
         }
@@ -81,26 +87,30 @@ fn dispatch(s: &mut Session, head: RequestHead, now: Instant, cx: &mut Cx<'_>) {
     let p = head.persistence;
     let path = head.path.as_str();
     match s.kind {
-        ListenerKind::Sub if SUB_PATHS.iter().any(|r| matches_route(path, r)) => match head.method {
-            Method::Get if head.websocket_upgrade => websocket::upgrade(s, &head, now, cx),
-            Method::Get => long_poll(s, &head, now, cx),
-            Method::Options => {
-                respond::preflight(&mut s.out, p);
-                s.finish_request(p, now, cx);
+        ListenerKind::Sub if SUB_PATHS.iter().any(|r| matches_route(path, r)) => {
+            match head.method {
+                Method::Get if head.websocket_upgrade => websocket::upgrade(s, &head, now, cx),
+                Method::Get => long_poll(s, &head, now, cx),
+                Method::Options => {
+                    respond::preflight(&mut s.out, p);
+                    s.finish_request(p, now, cx);
+                }
+                _ => {
+                    respond::method_not_allowed(&mut s.out, "GET, OPTIONS", p);
+                    s.finish_request(p, now, cx);
+                }
             }
-            _ => {
-                respond::method_not_allowed(&mut s.out, "GET, OPTIONS", p);
-                s.finish_request(p, now, cx);
+        }
+        ListenerKind::Pub if PUB_PATHS.iter().any(|r| matches_route(path, r)) => {
+            match head.method {
+                Method::Post => start_publish(s, &head, now, cx),
+                Method::Get => channel_info_request(s, &head, now, cx),
+                _ => {
+                    respond::method_not_allowed(&mut s.out, "GET, POST", p);
+                    s.finish_request(p, now, cx);
+                }
             }
-        },
-        ListenerKind::Pub if PUB_PATHS.iter().any(|r| matches_route(path, r)) => match head.method {
-            Method::Post => start_publish(s, &head, now, cx),
-            Method::Get => channel_info_request(s, &head, now, cx),
-            _ => {
-                respond::method_not_allowed(&mut s.out, "GET, POST", p);
-                s.finish_request(p, now, cx);
-            }
-        },
+        }
         ListenerKind::Pub if matches_route(path, STAT_PATH) || path.starts_with(STAT_PATH) => {
             let body = server_stats(cx);
             respond::plain(&mut s.out, 200, "application/json", body.as_bytes(), p);
@@ -118,7 +128,11 @@ fn long_poll(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>)
     let p = head.persistence;
     let config = &cx.shared.config;
     let list = query_param(&head.query, "CHANNEL_ID").unwrap_or_default();
-    let channels = match cx.shared.signer.subscription(&list, config.max_channels_per_request) {
+    let channels = match cx
+        .shared
+        .signer
+        .subscription(&list, config.max_channels_per_request)
+    {
         Ok(sub) => sub.channels,
         Err(e) => {
             respond::error(&mut s.out, 400, e.code(), e.reason(), p);
@@ -133,7 +147,12 @@ fn long_poll(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>)
         return;
     };
     cx.stats.pollings.add(1);
-    s.state = State::Polling(Box::new(Poll { sub, hold_until, persistence: p, since }));
+    s.state = State::Polling(Box::new(Poll {
+        sub,
+        hold_until,
+        persistence: p,
+        since,
+    }));
 }
 
 /// `POST <pub path>`: checks the head, then waits for the body (spec/publishing.md §1).
@@ -151,7 +170,13 @@ fn start_publish(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<
         BodyFraming::None => 0,
         BodyFraming::Length(n) if n > max as u64 => {
             let body = format!("413: Payload Too Large. The limit is {max} bytes.");
-            respond::plain(&mut s.out, 413, "text/plain", body.as_bytes(), Persistence::Close);
+            respond::plain(
+                &mut s.out,
+                413,
+                "text/plain",
+                body.as_bytes(),
+                Persistence::Close,
+            );
             s.close(now, cx);
             return;
         }
@@ -192,7 +217,11 @@ fn publish_now(s: &mut Session, publish: Publish, now: Instant, cx: &mut Cx<'_>)
     let p = publish.persistence;
     let config = &cx.shared.config;
     let list = query_param(&publish.query, "CHANNEL_ID").unwrap_or_default();
-    let receivers = match cx.shared.signer.publish_targets(&list, config.max_channels_per_request) {
+    let receivers = match cx
+        .shared
+        .signer
+        .publish_targets(&list, config.max_channels_per_request)
+    {
         Ok(r) => r,
         Err(e) => {
             respond::error(&mut s.out, 400, e.code(), e.reason(), p);
@@ -201,12 +230,24 @@ fn publish_now(s: &mut Session, publish: Publish, now: Instant, cx: &mut Cx<'_>)
         }
     };
     if publish.body.iter().all(u8::is_ascii_whitespace) {
-        respond::error(&mut s.out, 400, 4013, "Wrong Request Data. The body is empty.", p);
+        respond::error(
+            &mut s.out,
+            400,
+            4013,
+            "Wrong Request Data. The body is empty.",
+            p,
+        );
         s.finish_request(p, now, cx);
         return;
     }
     if serde_json::from_slice::<serde::de::IgnoredAny>(&publish.body).is_err() {
-        respond::error(&mut s.out, 400, 4013, "Wrong Request Data. The body is not JSON.", p);
+        respond::error(
+            &mut s.out,
+            400,
+            4013,
+            "Wrong Request Data. The body is not JSON.",
+            p,
+        );
         s.finish_request(p, now, cx);
         return;
     }
@@ -237,7 +278,10 @@ fn channel_info_request(s: &mut Session, head: &RequestHead, now: Instant, cx: &
             return;
         }
     };
-    let cmd = EngineCmd::ChannelInfo { from: cx.conn, channels };
+    let cmd = EngineCmd::ChannelInfo {
+        from: cx.conn,
+        channels,
+    };
     if cx.engine.try_send(cmd).is_err() {
         busy(s, p, now, cx);
         return;
@@ -252,7 +296,11 @@ fn busy(s: &mut Session, p: Persistence, now: Instant, cx: &mut Cx<'_>) {
 }
 
 /// The publish answer.
-pub(super) fn published(out: &mut Vec<u8>, result: Result<MessageId, PublishError>, p: Persistence) {
+pub(super) fn published(
+    out: &mut Vec<u8>,
+    result: Result<MessageId, PublishError>,
+    p: Persistence,
+) {
     match result {
         Ok(id) => {
             let body = format!("{{\"mid\":\"{id}\"}}");
@@ -275,13 +323,21 @@ pub(super) fn channel_info(out: &mut Vec<u8>, infos: &[(ChannelId, u32)], p: Per
 /// `GET /server-stat/`: one object for this process, with per-core figures (spec/publishing.md §6).
 fn server_stats(cx: &Cx<'_>) -> String {
     let shared = cx.shared;
-    let cores: Vec<_> = shared.core_stats.iter().enumerate().map(|(i, c)| c.to_json(i)).collect();
+    let cores: Vec<_> = shared
+        .core_stats
+        .iter()
+        .enumerate()
+        .map(|(i, c)| c.to_json(i))
+        .collect();
     let sum = |f: fn(&crate::metrics::CoreStats) -> u64| -> u64 {
         shared.core_stats.iter().map(|c| f(c)).sum()
     };
     let mut process = serde_json::Map::new();
     process.insert("pid".into(), std::process::id().into());
-    process.insert("processUniqueId".into(), format!("pushpull-{}", std::process::id()).into());
+    process.insert(
+        "processUniqueId".into(),
+        format!("pushpull-{}", std::process::id()).into(),
+    );
     process.insert("started".into(), shared.started.into());
     process.insert("websockets".into(), sum(|c| c.websockets.get()).into());
     process.insert("pollings".into(), sum(|c| c.pollings.get()).into());

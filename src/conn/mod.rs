@@ -126,7 +126,11 @@ struct Sub {
 impl Sub {
     fn start(channels: Vec<Channel>, since: Option<MessageId>, cx: &mut Cx<'_>) -> Option<Self> {
         let channels: Arc<[Channel]> = channels.into();
-        let cmd = EngineCmd::Subscribe { conn: cx.conn, channels: channels.clone(), since };
+        let cmd = EngineCmd::Subscribe {
+            conn: cx.conn,
+            channels: channels.clone(),
+            since,
+        };
         cx.engine.send_reliable(cmd).ok()?;
         cx.hub.subscribe(cx.conn.slot, &channels);
         Some(Self {
@@ -141,7 +145,10 @@ impl Sub {
 
     fn stop(&self, cx: &mut Cx<'_>) {
         cx.hub.unsubscribe(cx.conn.slot, &self.channels);
-        let cmd = EngineCmd::Unsubscribe { core: cx.conn.core, channels: self.channels.clone() };
+        let cmd = EngineCmd::Unsubscribe {
+            core: cx.conn.core,
+            channels: self.channels.clone(),
+        };
         // A full overflow only loses a count decrement (the channel looks subscribed longer).
         let _ = cx.engine.send_reliable(cmd);
     }
@@ -149,13 +156,12 @@ impl Sub {
     /// A live message. `Flow::Abort` when the output queue limit is passed.
     fn offer(&mut self, msg: &SharedMessage, limit: usize) -> Flow {
         if let Some(held) = &mut self.held {
+            // Held back until the replay is done; counted against the same limit.
             held.push(msg.clone());
-            return Flow::Continue;
+            self.pending_bytes += msg.text.len();
+        } else if self.last_sent.is_none_or(|last| msg.id > last) {
+            self.push(msg.clone());
         }
-        if self.last_sent.is_some_and(|last| msg.id <= last) {
-            return Flow::Continue;
-        }
-        self.push(msg.clone());
         if self.pending_bytes > limit { Flow::Abort } else { Flow::Continue }
     }
 
@@ -165,33 +171,49 @@ impl Sub {
         self.pending.push(msg);
     }
 
-    /// A replay page: returns whether the replay is finished.
-    fn replayed(&mut self, messages: Vec<SharedMessage>, more: bool, last: Option<MessageId>) -> bool {
+    /// A replay page; `paging` says how it ends the replay.
+    fn replayed(&mut self, messages: Vec<SharedMessage>, paging: Paging, last: Option<MessageId>) {
         self.last_stored = self.last_stored.max(last);
-        let held = self.held.get_or_insert_with(Vec::new);
+        let mut held = self.held.take().unwrap_or_default();
         held.retain(|h| !messages.iter().any(|m| m.id == h.id));
         for msg in messages {
             if self.last_sent.is_none_or(|l| msg.id > l) {
                 self.push(msg);
             }
         }
-        if more {
-            return false;
-        }
-        let mut rest = self.held.take().unwrap_or_default();
-        rest.sort_by_key(|m| m.id);
-        for msg in rest {
-            if self.last_sent.is_none_or(|l| msg.id > l) {
-                self.push(msg);
+        match paging {
+            Paging::Continue => self.held = Some(held),
+            Paging::Done => {
+                held.sort_by_key(|m| m.id);
+                for msg in held {
+                    if self.last_sent.is_none_or(|l| msg.id > l) {
+                        self.push(msg);
+                    }
+                }
             }
+            // More stored messages follow this page: the live ones are newer than those and
+            // would move the client's `mid` past them, so they are left to the next request.
+            Paging::Stop => {}
         }
-        true
+        self.pending_bytes = self.pending.iter().map(|m| m.text.len()).sum::<usize>()
+            + self.held.iter().flatten().map(|m| m.text.len()).sum::<usize>();
     }
 
     fn take_pending(&mut self) -> Vec<SharedMessage> {
         self.pending_bytes = 0;
         std::mem::take(&mut self.pending)
     }
+}
+
+/// How a replay page ends the replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Paging {
+    /// More pages follow (WebSocket): keep live messages held.
+    Continue,
+    /// Last page: release the held live messages after it.
+    Done,
+    /// Answer with this page only (long-poll with more pages left).
+    Stop,
 }
 
 /// One connection's session.
@@ -258,31 +280,28 @@ impl Session {
     pub fn on_engine(&mut self, msg: CoreMsg, now: Instant, cx: &mut Cx<'_>) -> Flow {
         match msg {
             CoreMsg::Replay { messages, more, last_id, .. } => {
-                let done = match &mut self.state {
+                match &mut self.state {
                     State::Polling(poll) => {
-                        let done = poll.sub.replayed(messages, false, last_id);
                         // A long-poll answers with one page; the client asks again from it.
-                        let _ = more;
-                        done
+                        let paging = if more { Paging::Stop } else { Paging::Done };
+                        poll.sub.replayed(messages, paging, last_id);
                     }
                     State::WebSocket(ws) => {
-                        let done = ws.sub.replayed(messages, more, last_id);
-                        if !done {
-                            let since = ws.sub.last_sent.unwrap_or_default();
+                        let paging = if more { Paging::Continue } else { Paging::Done };
+                        ws.sub.replayed(messages, paging, last_id);
+                        if more {
                             let cmd = EngineCmd::ReplayMore {
                                 conn: cx.conn,
                                 channels: ws.sub.channels.clone(),
-                                since,
+                                since: ws.sub.last_sent.unwrap_or_default(),
                             };
                             if cx.engine.send_reliable(cmd).is_err() {
                                 return Flow::Abort;
                             }
                         }
-                        done
                     }
-                    _ => true,
-                };
-                let _ = done;
+                    _ => {}
+                }
                 Flow::Continue
             }
             CoreMsg::Published { result, .. } => {
@@ -312,7 +331,13 @@ impl Session {
         match &mut self.state {
             State::Head | State::Body(_) => {
                 if self.head_started || matches!(self.state, State::Body(_)) {
-                    respond::error(&mut self.out, 408, 408, "Request Timeout.", Persistence::Close);
+                    respond::error(
+                        &mut self.out,
+                        408,
+                        408,
+                        "Request Timeout.",
+                        Persistence::Close,
+                    );
                     self.close(now, cx);
                     Flow::Continue
                 } else {

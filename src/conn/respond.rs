@@ -29,7 +29,11 @@ pub fn not_found(out: &mut Vec<u8>, p: Persistence) {
 
 /// 405 with the allowed methods.
 pub fn method_not_allowed(out: &mut Vec<u8>, allow: &str, p: Persistence) {
-    let headers = [("Content-Type", "text/plain"), ALLOW_ORIGIN, ("Allow", allow)];
+    let headers = [
+        ("Content-Type", "text/plain"),
+        ALLOW_ORIGIN,
+        ("Allow", allow),
+    ];
     write_response_head(out, 405, &headers, Some(0), p);
 }
 
@@ -39,7 +43,10 @@ pub fn preflight(out: &mut Vec<u8>, p: Persistence) {
         ("Content-Type", "text/plain"),
         ALLOW_ORIGIN,
         ("Access-Control-Allow-Methods", "POST, GET, DELETE, OPTIONS"),
-        ("Access-Control-Allow-Headers", "If-Modified-Since, If-None-Match"),
+        (
+            "Access-Control-Allow-Headers",
+            "If-Modified-Since, If-None-Match",
+        ),
     ];
     write_response_head(out, 200, &headers, Some(0), p);
 }
@@ -83,7 +90,11 @@ pub fn switching_protocols(out: &mut Vec<u8>, accept: &str) {
 
 /// `426 Upgrade Required` for an unsupported WebSocket version (RFC 6455 §4.4).
 pub fn upgrade_required(out: &mut Vec<u8>, p: Persistence) {
-    let headers = [("Content-Type", "text/plain"), ALLOW_ORIGIN, ("Sec-WebSocket-Version", "13")];
+    let headers = [
+        ("Content-Type", "text/plain"),
+        ALLOW_ORIGIN,
+        ("Sec-WebSocket-Version", "13"),
+    ];
     let body = b"Unsupported WebSocket version; use 13.";
     write_response_head(out, 426, &headers, Some(body.len()), p);
     out.extend_from_slice(body);

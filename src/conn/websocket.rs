@@ -30,16 +30,31 @@ pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mu
         s.finish_request(p, now, cx);
         return;
     }
-    let Some(key) = head.ws_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) else {
+    let Some(key) = head
+        .ws_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    else {
         let reason = "Bad WebSocket handshake: no Sec-WebSocket-Key.";
-        respond::plain(&mut s.out, 400, "text/plain", reason.as_bytes(), Persistence::Close);
+        respond::plain(
+            &mut s.out,
+            400,
+            "text/plain",
+            reason.as_bytes(),
+            Persistence::Close,
+        );
         s.close(now, cx);
         return;
     };
     respond::switching_protocols(&mut s.out, &ws::accept_key(key));
     let config = &cx.shared.config;
     let list = query_param(&head.query, "CHANNEL_ID").unwrap_or_default();
-    let channels = match cx.shared.signer.subscription(&list, config.max_channels_per_request) {
+    let channels = match cx
+        .shared
+        .signer
+        .subscription(&list, config.max_channels_per_request)
+    {
         Ok(sub) => sub.channels,
         Err(e) => {
             // The newer reference accepts the upgrade and closes with the code: that is what
@@ -54,13 +69,20 @@ pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mu
     let next_ping = now + config.ws_ping_interval;
     let max = config.max_payload;
     let Some(sub) = Sub::start(channels, since, cx) else {
-        s.out.extend_from_slice(&ws::close_frame(1013, "Server busy, try again."));
+        s.out
+            .extend_from_slice(&ws::close_frame(1013, "Server busy, try again."));
         s.close(now, cx);
         return;
     };
     cx.stats.websockets.add(1);
     let reader = Reader::new(max, max);
-    s.state = State::WebSocket(Box::new(Ws { sub, reader, next_ping, awaiting_pong: false, closing: false }));
+    s.state = State::WebSocket(Box::new(Ws {
+        sub,
+        reader,
+        next_ping,
+        awaiting_pong: false,
+        closing: false,
+    }));
 }
 
 impl Ws {
@@ -91,8 +113,12 @@ impl Ws {
                             // Echo the code (RFC 6455 §5.5.1); no code → no payload.
                             cx.stats.delivered.add(self.frame_pending(out) as u64);
                             match code {
-                                Some((code, _)) => out.extend_from_slice(&ws::close_frame(code, "")),
-                                None => out.extend_from_slice(&ws::control_frame(Opcode::Close, &[])),
+                                Some((code, _)) => {
+                                    out.extend_from_slice(&ws::close_frame(code, ""))
+                                }
+                                None => {
+                                    out.extend_from_slice(&ws::control_frame(Opcode::Close, &[]))
+                                }
                             }
                             self.closing = true;
                         }

@@ -53,7 +53,7 @@ impl IdSource {
     }
 
     /// The next id.
-    pub fn next(&mut self) -> MessageId {
+    pub fn next_id(&mut self) -> MessageId {
         self.counter += 1;
         MessageId::new(self.start, self.counter)
     }
@@ -96,10 +96,9 @@ impl LocalEngine {
     pub fn run(mut self) {
         loop {
             let now = Instant::now();
-            let wait = self
-                .store
-                .next_expiry()
-                .map_or(MAX_IDLE, |at| at.saturating_duration_since(now).min(MAX_IDLE));
+            let wait = self.store.next_expiry().map_or(MAX_IDLE, |at| {
+                at.saturating_duration_since(now).min(MAX_IDLE)
+            });
             match self.rx.recv_timeout(wait) {
                 Ok(EngineCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
                 Ok(cmd) => self.handle(cmd),
@@ -120,23 +119,36 @@ impl LocalEngine {
 
     fn handle(&mut self, cmd: EngineCmd) {
         match cmd {
-            EngineCmd::Publish { from, receivers, body, expiry, sender } => {
+            EngineCmd::Publish {
+                from,
+                receivers,
+                body,
+                expiry,
+                sender,
+            } => {
                 self.publish(from, receivers, body, expiry, sender);
             }
-            EngineCmd::Subscribe { conn, channels, since } => {
+            EngineCmd::Subscribe {
+                conn,
+                channels,
+                since,
+            } => {
                 for channel in channels.iter() {
                     let n = self.cores.len();
-                    let entry = self
-                        .interest
-                        .entry(*channel)
-                        .or_insert_with(|| Interest { per_core: vec![0; n].into() });
+                    let entry = self.interest.entry(*channel).or_insert_with(|| Interest {
+                        per_core: vec![0; n].into(),
+                    });
                     if let Some(count) = entry.per_core.get_mut(usize::from(conn.core)) {
                         *count += 1;
                     }
                 }
                 self.replay(conn, &channels, since);
             }
-            EngineCmd::ReplayMore { conn, channels, since } => {
+            EngineCmd::ReplayMore {
+                conn,
+                channels,
+                since,
+            } => {
                 self.replay(conn, &channels, Some(since));
             }
             EngineCmd::Unsubscribe { core, channels } => {
@@ -178,7 +190,7 @@ impl LocalEngine {
     ) {
         receivers.sort_unstable();
         receivers.dedup();
-        let id = self.ids.next();
+        let id = self.ids.next_id();
         let now_ms = unix_ms();
         let expiry = expiry.min(self.settings.message_ttl);
         let message: SharedMessage = Arc::new(Message {
@@ -207,20 +219,36 @@ impl LocalEngine {
             }
         }
         self.stats.published.add(1);
-        self.answer(from, CoreMsg::Published { conn: from, result: Ok(id) });
+        self.answer(
+            from,
+            CoreMsg::Published {
+                conn: from,
+                result: Ok(id),
+            },
+        );
     }
 
     fn replay(&mut self, conn: ConnRef, channels: &[Channel], since: Option<MessageId>) {
         let now = Instant::now();
         let (messages, more) = match since {
             Some(since) => {
-                let page = self.store.replay(channels, since, self.settings.replay_max, now);
+                let page = self
+                    .store
+                    .replay(channels, since, self.settings.replay_max, now);
                 (page.messages, page.more)
             }
             None => (Vec::new(), false),
         };
         let last_id = self.store.last_id(channels, now);
-        self.answer(conn, CoreMsg::Replay { conn, messages, more, last_id });
+        self.answer(
+            conn,
+            CoreMsg::Replay {
+                conn,
+                messages,
+                more,
+                last_id,
+            },
+        );
     }
 
     fn answer(&self, conn: ConnRef, msg: CoreMsg) {

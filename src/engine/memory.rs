@@ -21,18 +21,7 @@ use ahash::AHashMap;
 
 use crate::message::{Channel, Message, MessageId, SharedMessage};
 
-/// Messages kept per channel; when a channel gets one more, its oldest is dropped from it.
-/// 1000 is nginx push-stream's default (`push_stream_max_messages_stored_per_channel`), which the
-/// Bitrix module was tuned against.
-pub const DEFAULT_CHANNEL_HISTORY: usize = 1000;
-
-/// Bytes (as counted by [`message_cost`]) all stored messages may take together; beyond it the
-/// oldest messages (by id) are evicted. Bounds the server's memory whatever publishers do.
-pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * 1024 * 1024;
-
-/// Messages returned by one replay call; a client with more to catch up on is told `more` and
-/// pages forward from the last id it received. Bounds the size of a single response.
-pub const DEFAULT_REPLAY_MAX: usize = 1000;
+pub use crate::config::{DEFAULT_CHANNEL_HISTORY, DEFAULT_HISTORY_MAX_BYTES, DEFAULT_REPLAY_MAX};
 
 /// Fixed bytes counted per stored message besides its body and text: the [`Message`] header
 /// behind the `Arc`, the global map's entry and the expiry heap item (an estimate).

@@ -182,7 +182,10 @@ pub struct Busy;
 impl EngineHandle {
     /// A handle over the engine's command queue.
     pub fn new(tx: ChanSender<EngineCmd>) -> Self {
-        Self { tx, overflow: VecDeque::new() }
+        Self {
+            tx,
+            overflow: VecDeque::new(),
+        }
     }
 
     /// Sends a command that may be refused (a publish, a stats query): `Err(Busy)` when the

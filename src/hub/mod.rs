@@ -63,7 +63,10 @@ impl Hub {
 
     /// Local subscribers of `channel`.
     pub fn subscribers(&self, channel: &Channel) -> impl Iterator<Item = u32> + '_ {
-        self.channels.get(channel).into_iter().flat_map(|s| s.iter().copied())
+        self.channels
+            .get(channel)
+            .into_iter()
+            .flat_map(|s| s.iter().copied())
     }
 
     /// Number of local subscribers of `channel`.

@@ -103,7 +103,10 @@ impl Signer {
         if channels.is_empty() {
             return Err(ChannelError::NoChannels);
         }
-        Ok(Subscription { channels, own_public })
+        Ok(Subscription {
+            channels,
+            own_public,
+        })
     }
 
     /// Parses a publisher's `CHANNEL_ID` value (spec/publishing.md §2): bare private ids are
@@ -198,7 +201,12 @@ fn parse_token(token: &[u8]) -> Option<Token<'_>> {
         ),
         _ => return None,
     };
-    Some(Token { private, public, signature, signed_len: ids.len() })
+    Some(Token {
+        private,
+        public,
+        signature,
+        signed_len: ids.len(),
+    })
 }
 
 fn push_unique(channels: &mut Vec<Channel>, channel: Channel) {
@@ -217,7 +225,8 @@ fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
 fn mac(algo: SignatureAlgo, key: &[u8], data: &[u8]) -> Vec<u8> {
     match algo {
         SignatureAlgo::Sha1 => {
-            let mut m = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            let mut m =
+                <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
             m.update(data);
             m.finalize().into_bytes().to_vec()
         }
@@ -269,7 +278,12 @@ mod tests {
         assert_eq!(sig, "491e10b57e6d7e4d2c5b52bf36b41ac7c9c9794d");
         let token = format!("{PRIV}.{sig}");
         let sub = signer().subscription(token.as_bytes(), 100).unwrap();
-        assert_eq!(sub.channels, vec![Channel::private(ChannelId::from_hex(PRIV.as_bytes()).unwrap())]);
+        assert_eq!(
+            sub.channels,
+            vec![Channel::private(
+                ChannelId::from_hex(PRIV.as_bytes()).unwrap()
+            )]
+        );
     }
 
     #[test]
@@ -287,12 +301,21 @@ mod tests {
     #[test]
     fn key_requires_signatures() {
         let s = signer();
-        assert_eq!(s.subscription(PRIV.as_bytes(), 100), Err(ChannelError::WrongChannelId));
+        assert_eq!(
+            s.subscription(PRIV.as_bytes(), 100),
+            Err(ChannelError::WrongChannelId)
+        );
         let bad = format!("{PRIV}.{}", "0".repeat(40));
-        assert_eq!(s.subscription(bad.as_bytes(), 100), Err(ChannelError::WrongChannelId));
+        assert_eq!(
+            s.subscription(bad.as_bytes(), 100),
+            Err(ChannelError::WrongChannelId)
+        );
         let good = format!("{PRIV}.{}", s.sign(PRIV.as_bytes()));
         let list = format!("{good}/{bad}");
-        assert_eq!(s.subscription(list.as_bytes(), 100), Err(ChannelError::WrongChannelId));
+        assert_eq!(
+            s.subscription(list.as_bytes(), 100),
+            Err(ChannelError::WrongChannelId)
+        );
     }
 
     /// spec/channels.md §2: without a key unsigned private ids pass, public parts do not.
@@ -327,10 +350,19 @@ mod tests {
         assert_eq!(s.subscription(b"", 100), Err(ChannelError::NoChannels));
         assert_eq!(s.subscription(b"//", 100), Err(ChannelError::NoChannels));
         let three = format!("{PRIV}/{PUB}/{}", "a".repeat(32));
-        assert_eq!(s.subscription(three.as_bytes(), 2), Err(ChannelError::TooManyChannels));
-        assert_eq!(s.subscription(three.as_bytes(), 3).unwrap().channels.len(), 3);
+        assert_eq!(
+            s.subscription(three.as_bytes(), 2),
+            Err(ChannelError::TooManyChannels)
+        );
+        assert_eq!(
+            s.subscription(three.as_bytes(), 3).unwrap().channels.len(),
+            3
+        );
         let upper = PRIV.to_uppercase();
-        assert_eq!(s.subscription(upper.as_bytes(), 3), Err(ChannelError::WrongChannelId));
+        assert_eq!(
+            s.subscription(upper.as_bytes(), 3),
+            Err(ChannelError::WrongChannelId)
+        );
     }
 
     /// spec/publishing.md §2: publishers may name bare ids; invalid tokens are skipped.
@@ -342,6 +374,9 @@ mod tests {
         assert_eq!(targets.len(), 2);
         assert_eq!(s.publish_targets(b"zz", 100), Err(ChannelError::NoChannels));
         let bad_sig = format!("{PRIV}.{}", "0".repeat(40));
-        assert_eq!(s.publish_targets(bad_sig.as_bytes(), 100), Err(ChannelError::NoChannels));
+        assert_eq!(
+            s.publish_targets(bad_sig.as_bytes(), 100),
+            Err(ChannelError::NoChannels)
+        );
     }
 }

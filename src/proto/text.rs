@@ -41,11 +41,20 @@ pub fn encode(id: MessageId, body: &[u8], now_ms: u64) -> Bytes {
 /// become the escapes `\u2028`/`\u2029`, which decode to the same characters.
 fn push_single_line(out: &mut Vec<u8>, body: &[u8]) {
     let mut rest = body;
-    while let Some(pos) = rest.iter().position(|&b| b == b'\r' || b == b'\n' || b == 0xe2) {
+    while let Some(pos) = rest
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n' || b == 0xe2)
+    {
         out.extend_from_slice(&rest[..pos]);
         match rest[pos] {
-            0xe2 if rest.get(pos + 1) == Some(&0x80) && matches!(rest.get(pos + 2), Some(0xa8 | 0xa9)) => {
-                out.extend_from_slice(if rest[pos + 2] == 0xa8 { b"\\u2028" } else { b"\\u2029" });
+            0xe2 if rest.get(pos + 1) == Some(&0x80)
+                && matches!(rest.get(pos + 2), Some(0xa8 | 0xa9)) =>
+            {
+                out.extend_from_slice(if rest[pos + 2] == 0xa8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
                 rest = &rest[pos + 3..];
                 continue;
             }
@@ -109,7 +118,11 @@ mod tests {
     #[test]
     fn encodes_reference_layout() {
         let id = MessageId::new(1_498_729_816, 42);
-        let frame = encode(id, br#"{"module_id":"im","command":"x","params":{}}"#, 1_498_729_816_123);
+        let frame = encode(
+            id,
+            br#"{"module_id":"im","command":"x","params":{}}"#,
+            1_498_729_816_123,
+        );
         assert_eq!(
             std::str::from_utf8(&frame).unwrap(),
             "#!NGINXNMS!#{\"id\":42,\"mid\":\"14987298160000000000000042\",\"channel\":\"-\",\

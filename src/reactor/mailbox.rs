@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use crate::engine::CoreMsg;
@@ -39,7 +39,14 @@ pub struct Mailbox {
 pub fn mailbox(waker: Arc<Waker>) -> (CorePeer, Mailbox) {
     let (tx, rx) = crossbeam_channel::bounded(DEFAULT_MAILBOX);
     let flag = Arc::new(AtomicBool::new(false));
-    (CorePeer { tx, waker, flag: flag.clone() }, Mailbox { rx, flag })
+    (
+        CorePeer {
+            tx,
+            waker,
+            flag: flag.clone(),
+        },
+        Mailbox { rx, flag },
+    )
 }
 
 impl CorePeer {
@@ -65,10 +72,7 @@ impl Mailbox {
 
     /// The next message, if any.
     pub fn next(&self) -> Option<CoreMsg> {
-        match self.rx.try_recv() {
-            Ok(msg) => Some(msg),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok()
     }
 
     /// Whether messages are waiting.

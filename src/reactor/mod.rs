@@ -118,9 +118,18 @@ pub struct Core {
 impl Core {
     /// Prepares a core; [`Core::run`] is its loop.
     pub fn new(setup: CoreSetup, now: Instant) -> io::Result<Self> {
-        let CoreSetup { index, poll, mut listeners, mailbox, engine, shared, stats } = setup;
+        let CoreSetup {
+            index,
+            poll,
+            mut listeners,
+            mailbox,
+            engine,
+            shared,
+            stats,
+        } = setup;
         for (i, (listener, _)) in listeners.iter_mut().enumerate() {
-            poll.registry().register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            poll.registry()
+                .register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
         }
         let cores = shared.core_stats.len().max(1);
         let max_conns = (shared.config.max_connections / cores).max(1);
@@ -202,7 +211,11 @@ impl Core {
             self.busy |= self.engine.flush();
             if let Some(deadline) = self.stopping {
                 if self.conns.is_empty() || now >= deadline {
-                    info!("[core={}] stopped with {} connections left", self.index, self.conns.len());
+                    info!(
+                        "[core={}] stopped with {} connections left",
+                        self.index,
+                        self.conns.len()
+                    );
                     return Ok(());
                 }
                 self.busy = false;
@@ -229,7 +242,13 @@ impl Core {
                                 Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
                                 Flow::Abort => {
                                     self.stats.slow_closed.add(1);
-                                    conn_log!(info, self.index, slot, conn.peer, "output queue full: closing slow subscriber");
+                                    conn_log!(
+                                        info,
+                                        self.index,
+                                        slot,
+                                        conn.peer,
+                                        "output queue full: closing slow subscriber"
+                                    );
                                     self.to_close.push(slot);
                                 }
                             }
@@ -325,7 +344,11 @@ impl Core {
             let mut progress = false;
             flow = conn.session.resume(now, &mut cx);
             // Read until WouldBlock, end of stream, backpressure or budget.
-            while flow == Flow::Continue && conn.readable && !conn.read_eof && conn.session.wants_read() {
+            while flow == Flow::Continue
+                && conn.readable
+                && !conn.read_eof
+                && conn.session.wants_read()
+            {
                 if budget == 0 {
                     self.busy = true;
                     mark_dirty(&mut self.dirty, conn, slot);
@@ -392,7 +415,10 @@ impl Core {
         if let Some(deadline) = conn.session.deadline() {
             let tick = self.wheel.tick_of(deadline);
             if conn.armed.is_none_or(|armed| tick < armed) {
-                let key = TimerKey { slot: slot as u32, generation: conn.generation };
+                let key = TimerKey {
+                    slot: slot as u32,
+                    generation: conn.generation,
+                };
                 conn.armed = Some(self.wheel.arm(key, deadline));
             }
         }
@@ -419,7 +445,11 @@ impl Core {
         if self.accept_paused && self.conns.len() < self.max_conns * 9 / 10 {
             self.accept_paused = false;
             self.accept_ready.iter_mut().for_each(|r| *r = true);
-            info!("[core={}] accepting again ({} connections)", self.index, self.conns.len());
+            info!(
+                "[core={}] accepting again ({} connections)",
+                self.index,
+                self.conns.len()
+            );
         }
     }
 
@@ -530,5 +560,9 @@ fn mark_dirty(dirty: &mut Vec<usize>, conn: &mut Conn, slot: usize) {
 }
 
 fn conn_ref(core: u16, slot: usize, generation: u32) -> ConnRef {
-    ConnRef { core, slot: slot as u32, generation }
+    ConnRef {
+        core,
+        slot: slot as u32,
+        generation,
+    }
 }
