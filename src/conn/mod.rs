@@ -162,7 +162,11 @@ impl Sub {
         } else if self.last_sent.is_none_or(|last| msg.id > last) {
             self.push(msg.clone());
         }
-        if self.pending_bytes > limit { Flow::Abort } else { Flow::Continue }
+        if self.pending_bytes > limit {
+            Flow::Abort
+        } else {
+            Flow::Continue
+        }
     }
 
     fn push(&mut self, msg: SharedMessage) {
@@ -196,7 +200,12 @@ impl Sub {
             Paging::Stop => {}
         }
         self.pending_bytes = self.pending.iter().map(|m| m.text.len()).sum::<usize>()
-            + self.held.iter().flatten().map(|m| m.text.len()).sum::<usize>();
+            + self
+                .held
+                .iter()
+                .flatten()
+                .map(|m| m.text.len())
+                .sum::<usize>();
     }
 
     fn take_pending(&mut self) -> Vec<SharedMessage> {
@@ -279,7 +288,12 @@ impl Session {
     /// An engine answer addressed to this connection.
     pub fn on_engine(&mut self, msg: CoreMsg, now: Instant, cx: &mut Cx<'_>) -> Flow {
         match msg {
-            CoreMsg::Replay { messages, more, last_id, .. } => {
+            CoreMsg::Replay {
+                messages,
+                more,
+                last_id,
+                ..
+            } => {
                 match &mut self.state {
                     State::Polling(poll) => {
                         // A long-poll answers with one page; the client asks again from it.
