@@ -2,5 +2,6 @@
 
 pub mod channel;
 pub mod http;
+pub mod pb;
 pub mod text;
 pub mod ws;
