@@ -63,8 +63,14 @@ pub fn test_config() -> Config {
     Config {
         threads: 2,
         listeners: vec![
-            ListenerConfig { kind: ListenerKind::Sub, addr: loopback },
-            ListenerConfig { kind: ListenerKind::Pub, addr: loopback },
+            ListenerConfig {
+                kind: ListenerKind::Sub,
+                addr: loopback,
+            },
+            ListenerConfig {
+                kind: ListenerKind::Pub,
+                addr: loopback,
+            },
         ],
         shutdown_grace: Duration::from_millis(300),
         log_level: "warn".into(),
@@ -76,11 +82,23 @@ pub fn test_config() -> Config {
 pub fn start(f: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = test_config();
     f(&mut config);
-    config.validate().expect("test configuration is valid");
+    // `validate` refuses two listeners on the same address, and "127.0.0.1:0" twice counts as the
+    // same; check everything else on a copy with distinct ports.
+    let mut check = config.clone();
+    for (i, l) in check.listeners.iter_mut().enumerate() {
+        if l.addr.port() == 0 {
+            l.addr.set_port(1 + i as u16);
+        }
+    }
+    check.validate().expect("test configuration is valid");
     let server = Server::start(config).expect("server starts");
     let sub = server.addr(ListenerKind::Sub).expect("sub listener");
     let publ = server.addr(ListenerKind::Pub).expect("pub listener");
-    TestServer { server: Some(server), sub, publ }
+    TestServer {
+        server: Some(server),
+        sub,
+        publ,
+    }
 }
 
 /// Starts a server with the default test configuration.
@@ -94,13 +112,21 @@ impl TestServer {
         let r = request(self.publ, "GET", "/server-stat/", &[], b"");
         assert_eq!(r.status, 200, "server-stat: {}", r.text());
         let v: Value = serde_json::from_slice(&r.body).expect("server-stat is JSON");
-        v.as_array().and_then(|a| a.first()).cloned().expect("server-stat is a one-element array")
+        v.as_array()
+            .and_then(|a| a.first())
+            .cloned()
+            .expect("server-stat is a one-element array")
     }
 
     /// Sum of a per-core counter over every core.
     pub fn core_sum(&self, name: &str) -> u64 {
         let stats = self.stats();
-        stats["cores"].as_array().expect("cores").iter().map(|c| c[name].as_u64().unwrap_or(0)).sum()
+        stats["cores"]
+            .as_array()
+            .expect("cores")
+            .iter()
+            .map(|c| c[name].as_u64().unwrap_or(0))
+            .sum()
     }
 
     /// Subscriber counts of `channels` (`GET /bitrix/pub/?CHANNEL_ID=a/b`).
@@ -126,14 +152,16 @@ impl TestServer {
     /// Waits until `channel` has exactly `n` subscribers (the engine has registered them, so a
     /// message published now reaches them).
     pub fn wait_subscribers(&self, channel: &str, n: u64) {
-        let mut last = 0;
         let end = deadline(WAIT);
         loop {
-            last = self.subscribers(&[channel])[0];
+            let last = self.subscribers(&[channel])[0];
             if last == n {
                 return;
             }
-            assert!(Instant::now() < end, "channel {channel}: {last} subscribers, want {n}");
+            assert!(
+                Instant::now() < end,
+                "channel {channel}: {last} subscribers, want {n}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -163,12 +191,19 @@ static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
 /// A fresh private channel id (32 lower-case hex digits), unique in this process.
 pub fn channel() -> String {
     let n = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}{:016x}", u64::from(std::process::id()) << 16 | 0xc0de, n)
+    format!(
+        "{:016x}{:016x}",
+        u64::from(std::process::id()) << 16 | 0xc0de,
+        n
+    )
 }
 
 /// `<id>.<hex HMAC-SHA1 of id>` with `key`.
 pub fn sign(key: &str, id: &str) -> String {
-    format!("{id}.{}", Signer::new(Some(key), SignatureAlgo::Sha1).sign(id.as_bytes()))
+    format!(
+        "{id}.{}",
+        Signer::new(Some(key), SignatureAlgo::Sha1).sign(id.as_bytes())
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,7 +223,10 @@ pub struct Response {
 impl Response {
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text (lossy).
@@ -198,7 +236,8 @@ impl Response {
 
     /// Whether the server will close after this response.
     pub fn closes(&self) -> bool {
-        self.header("Connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        self.header("Connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
 }
 
@@ -223,7 +262,10 @@ impl Conn {
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Self { stream, buf: Vec::new() }
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Writes all of `data`.
@@ -238,7 +280,9 @@ impl Conn {
             return Err(ReadEnd::Timeout);
         }
         let wait = (until - now).max(Duration::from_millis(1));
-        self.stream.set_read_timeout(Some(wait)).expect("set timeout");
+        self.stream
+            .set_read_timeout(Some(wait))
+            .expect("set timeout");
         let mut chunk = [0u8; 64 * 1024];
         match self.stream.read(&mut chunk) {
             Ok(0) => Err(ReadEnd::Closed),
@@ -281,8 +325,15 @@ impl Conn {
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
         let mut parts = status_line.splitn(3, ' ');
-        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
-        let status: u16 = parts.next().and_then(|s| s.parse().ok()).expect("status code");
+        assert_eq!(
+            parts.next(),
+            Some("HTTP/1.1"),
+            "status line {status_line:?}"
+        );
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
         let headers: Vec<(String, String)> = lines
             .filter(|l| !l.is_empty())
             .map(|l| {
@@ -290,7 +341,11 @@ impl Conn {
                 (n.trim().to_owned(), v.trim().to_owned())
             })
             .collect();
-        let mut response = Response { status, headers, body: Vec::new() };
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
         if (100..200).contains(&status) || status == 204 || status == 304 {
             return Ok(response);
         }
@@ -360,7 +415,13 @@ pub fn format_request(method: &str, path: &str, headers: &[(&str, &str)], body: 
 }
 
 /// One request on a new connection; returns the response.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut c = Conn::connect(addr);
     c.send(&format_request(method, path, headers, body));
     c.response()
@@ -393,13 +454,22 @@ pub fn publish_raw(addr: SocketAddr, channels: &str, body: &[u8], expiry: Option
     if let Some(e) = &expiry {
         headers.push(("Message-Expiry", e.as_str()));
     }
-    request(addr, "POST", &format!("/bitrix/pub/?CHANNEL_ID={channels}"), &headers, body)
+    request(
+        addr,
+        "POST",
+        &format!("/bitrix/pub/?CHANNEL_ID={channels}"),
+        &headers,
+        body,
+    )
 }
 
 /// The `mid` of a publish answer (`{"mid":"<26 digits>"}`), checked.
 pub fn mid_of(r: &Response) -> String {
     let v: Value = serde_json::from_slice(&r.body).expect("publish answer is JSON");
-    let mid = v["mid"].as_str().expect("publish answer has a mid").to_owned();
+    let mid = v["mid"]
+        .as_str()
+        .expect("publish answer has a mid")
+        .to_owned();
     assert_eq!(mid.len(), 26, "mid {mid}");
     assert!(mid.bytes().all(|b| b.is_ascii_digit()), "mid {mid}");
     mid
@@ -432,8 +502,12 @@ pub fn parse_messages(body: &[u8]) -> Vec<Msg> {
     let mut rest = text;
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let inner = rest.strip_prefix(NMS).unwrap_or_else(|| panic!("no start marker: {rest:?}"));
-        let end = inner.find(NME).unwrap_or_else(|| panic!("no end marker: {inner:?}"));
+        let inner = rest
+            .strip_prefix(NMS)
+            .unwrap_or_else(|| panic!("no start marker: {rest:?}"));
+        let end = inner
+            .find(NME)
+            .unwrap_or_else(|| panic!("no end marker: {inner:?}"));
         let json: Value = serde_json::from_str(&inner[..end]).expect("message is JSON");
         let mid = json["mid"].as_str().expect("mid").to_owned();
         let id = json["id"].as_u64().expect("id");
@@ -491,7 +565,10 @@ impl Frame {
             return (None, String::new());
         }
         let code = u16::from_be_bytes([self.payload[0], self.payload[1]]);
-        (Some(code), String::from_utf8_lossy(&self.payload[2..]).into_owned())
+        (
+            Some(code),
+            String::from_utf8_lossy(&self.payload[2..]).into_owned(),
+        )
     }
 }
 
@@ -535,7 +612,13 @@ impl Ws {
         conn.send(&upgrade_request(path, "13"));
         let r = conn.response();
         assert_eq!(r.status, 101, "upgrade refused: {r:?} {}", r.text());
-        (Self { conn, backlog: Vec::new() }, r)
+        (
+            Self {
+                conn,
+                backlog: Vec::new(),
+            },
+            r,
+        )
     }
 
     /// Subscribes to `channels` from `mid`.
@@ -578,7 +661,7 @@ impl Ws {
     }
 
     /// Handles a frame that arrived while waiting for messages.
-    fn absorb(&mut self, f: Frame) {
+    pub fn absorb(&mut self, f: Frame) {
         match f.opcode {
             op::TEXT => {
                 assert!(f.fin, "server messages are single frames");
@@ -591,13 +674,21 @@ impl Ws {
 
     /// Asserts that no message arrives for `d` (pings are answered).
     pub fn expect_no_message(&mut self, d: Duration) {
-        assert!(self.backlog.is_empty(), "unexpected messages: {:?}", self.backlog);
+        assert!(
+            self.backlog.is_empty(),
+            "unexpected messages: {:?}",
+            self.backlog
+        );
         let until = deadline(d);
         loop {
             match self.try_frame(until) {
                 Ok(f) => {
                     self.absorb(f);
-                    assert!(self.backlog.is_empty(), "unexpected messages: {:?}", self.backlog);
+                    assert!(
+                        self.backlog.is_empty(),
+                        "unexpected messages: {:?}",
+                        self.backlog
+                    );
                 }
                 Err(ReadEnd::Timeout) => return,
                 Err(ReadEnd::Closed) => panic!("connection closed unexpectedly"),
@@ -665,12 +756,22 @@ pub fn parse_server_frame(buf: &[u8]) -> Option<(usize, Frame)> {
             }
             let mut b = [0u8; 8];
             b.copy_from_slice(&buf[2..10]);
-            (usize::try_from(u64::from_be_bytes(b)).expect("frame length"), 10)
+            (
+                usize::try_from(u64::from_be_bytes(b)).expect("frame length"),
+                10,
+            )
         }
         n => (usize::from(n), 2),
     };
     if buf.len() < head + len {
         return None;
     }
-    Some((head + len, Frame { fin, opcode, payload: buf[head..head + len].to_vec() }))
+    Some((
+        head + len,
+        Frame {
+            fin,
+            opcode,
+            payload: buf[head..head + len].to_vec(),
+        },
+    ))
 }

@@ -1,0 +1,308 @@
+//! The result of a run: the JSON file and the one-line summary.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::config::{Mode, Plan};
+use crate::procstat::ProcSample;
+
+/// Percentiles of a latency histogram, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Values recorded.
+    pub count: u64,
+    /// Smallest.
+    pub min: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Percentiles {
+    /// Reads `h` (all zero when empty).
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            min: h.min(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: h.mean(),
+        }
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every phase finished.
+    Complete,
+    /// The hard timeout hit while subscribers were still connecting.
+    ConnectTimedOut,
+    /// Publishing was cut by the hard timeout.
+    PublishTimedOut,
+    /// Not every subscriber had every message when the drain bound passed.
+    DrainTimedOut,
+}
+
+/// Subscriber connections.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConnectStats {
+    /// Subscribers planned.
+    pub attempted: u64,
+    /// Subscribers that got a 101 / had a poll in flight.
+    pub ready: u64,
+    /// Subscribers that never did.
+    pub failures: u64,
+    /// Why.
+    pub failure_reasons: BTreeMap<String, u64>,
+    /// First connect → last ready, seconds.
+    pub seconds: f64,
+    /// `ready / seconds`.
+    pub rate_per_sec: f64,
+    /// Ready subscribers that lost their connection for good.
+    pub disconnects: u64,
+    /// Why (long-poll retries appear as `retried: …`).
+    pub disconnect_reasons: BTreeMap<String, u64>,
+    /// Connections open at the end.
+    pub alive_at_end: u64,
+}
+
+/// Publishing.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PublishStats {
+    /// Requests sent.
+    pub attempted: u64,
+    /// Answered 200.
+    pub accepted: u64,
+    /// Not answered 200.
+    pub errors: u64,
+    /// Why.
+    pub error_reasons: BTreeMap<String, u64>,
+    /// First request → last 200, seconds.
+    pub seconds: f64,
+    /// `accepted / seconds`.
+    pub rate_per_sec: f64,
+    /// Request → 200 time, µs.
+    pub ack_latency_us: Percentiles,
+}
+
+/// Deliveries to ready subscribers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeliveryStats {
+    /// Σ over ready subscribers of the messages accepted on their channel.
+    pub expected: u64,
+    /// Of those, received at least once.
+    pub received: u64,
+    /// `expected - received`.
+    pub lost: u64,
+    /// Repeated deliveries.
+    pub duplicates: u64,
+    /// First deliveries after a later message of the channel.
+    pub out_of_order: u64,
+    /// Delivered although the publish was not answered 200.
+    pub extra: u64,
+    /// Another channel's messages.
+    pub misrouted: u64,
+    /// Sequence numbers never published.
+    pub bogus: u64,
+    /// Units that were not load-generator messages.
+    pub undecodable: u64,
+    /// Stream-level errors.
+    pub protocol_errors: u64,
+    /// Every delivery read, duplicates included.
+    pub total_deliveries: u64,
+    /// Long-poll responses read.
+    pub polls: u64,
+    /// Long-poll requests retried after an error.
+    pub poll_errors: u64,
+    /// Pongs sent for server pings.
+    pub pongs: u64,
+    /// Ready subscribers that received every expected message.
+    pub complete_subscribers: u64,
+    /// First publish → last delivery, seconds.
+    pub seconds: f64,
+    /// `total_deliveries / seconds`.
+    pub rate_per_sec: f64,
+}
+
+/// Server process samples.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerStats {
+    /// Process id.
+    pub pid: u32,
+    /// Before the first connection.
+    pub before: Option<ProcSample>,
+    /// With all subscribers still connected, after the drain.
+    pub after: Option<ProcSample>,
+    /// `after.rss_kb - before.rss_kb`.
+    pub rss_delta_kb: i64,
+    /// CPU seconds the server used during the run.
+    pub cpu_seconds: f64,
+}
+
+impl ServerStats {
+    /// Fills the deltas from the two samples.
+    pub fn new(pid: u32, before: Option<ProcSample>, after: Option<ProcSample>) -> Self {
+        let (rss_delta_kb, cpu_seconds) = match (before, after) {
+            (Some(b), Some(a)) => (
+                i64::try_from(a.rss_kb).unwrap_or(i64::MAX)
+                    - i64::try_from(b.rss_kb).unwrap_or(i64::MAX),
+                a.cpu_seconds() - b.cpu_seconds(),
+            ),
+            _ => (0, 0.0),
+        };
+        Self {
+            pid,
+            before,
+            after,
+            rss_delta_kb,
+            cpu_seconds,
+        }
+    }
+}
+
+/// The whole result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `pushpull-loadgen`.
+    pub tool: &'static str,
+    /// Crate version.
+    pub version: &'static str,
+    /// What was run.
+    pub plan: Plan,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The exit-code verdict (see [`Report::verdict`]).
+    pub ok: bool,
+    /// Wall time of the run, seconds.
+    pub elapsed_secs: f64,
+    /// Subscriber connections.
+    pub connect: ConnectStats,
+    /// Publishing.
+    pub publish: PublishStats,
+    /// Deliveries.
+    pub delivery: DeliveryStats,
+    /// Publish → receive latency of first deliveries, µs.
+    pub latency_us: Percentiles,
+    /// Server samples when `--server-pid` was given.
+    pub server: Option<ServerStats>,
+}
+
+impl Report {
+    /// Success: no connect failure, no loss, no duplicate, no publish error; in connect mode also
+    /// no disconnect.
+    pub fn verdict(&self) -> bool {
+        let base = self.connect.failures == 0
+            && self.delivery.lost == 0
+            && self.delivery.duplicates == 0
+            && self.publish.errors == 0;
+        match self.plan.mode {
+            Mode::Delivery => base,
+            Mode::Connect => base && self.connect.disconnects == 0,
+        }
+    }
+
+    /// The one-line summary printed on stdout.
+    pub fn summary_line(&self) -> String {
+        let c = &self.connect;
+        let d = &self.delivery;
+        let l = &self.latency_us;
+        let mut s = format!(
+            "subs={} ready={} connect_fail={} delivered={}/{} lost={} dup={} ooo={} p50={}us p90={}us p99={}us p999={}us max={}us rate={:.0}/s pub={}/{} pub_err={} pub_rate={:.0}/s connect_rate={:.0}/s",
+            c.attempted,
+            c.ready,
+            c.failures,
+            d.received,
+            d.expected,
+            d.lost,
+            d.duplicates,
+            d.out_of_order,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max,
+            d.rate_per_sec,
+            self.publish.accepted,
+            self.publish.attempted,
+            self.publish.errors,
+            self.publish.rate_per_sec,
+            c.rate_per_sec,
+        );
+        if let Some(sv) = &self.server
+            && let Some(a) = sv.after
+        {
+            s.push_str(&format!(
+                " server_rss={}kB server_cpu={:.2}s",
+                a.rss_kb, sv.cpu_seconds
+            ));
+        }
+        s.push_str(&format!(
+            " outcome={} {}",
+            serde_json::to_value(self.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            if self.ok { "OK" } else { "FAIL" }
+        ));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::new_histogram;
+
+    #[test]
+    fn percentiles() {
+        let mut h = new_histogram();
+        assert_eq!(Percentiles::of(&h), Percentiles::default());
+        for v in 1..=1000 {
+            h.saturating_record(v);
+        }
+        let p = Percentiles::of(&h);
+        assert_eq!(p.count, 1000);
+        assert_eq!(p.min, 1);
+        assert!((499..=501).contains(&p.p50), "{}", p.p50);
+        assert!((989..=991).contains(&p.p99), "{}", p.p99);
+        assert!(p.max >= 1000 && p.max <= 1001);
+    }
+
+    #[test]
+    fn server_deltas() {
+        let b = ProcSample {
+            rss_kb: 1000,
+            utime_ticks: 100,
+            ..ProcSample::default()
+        };
+        let a = ProcSample {
+            rss_kb: 800,
+            utime_ticks: 150,
+            stime_ticks: 50,
+            ..ProcSample::default()
+        };
+        let s = ServerStats::new(1, Some(b), Some(a));
+        assert_eq!(s.rss_delta_kb, -200);
+        assert!((s.cpu_seconds - 1.0).abs() < 1e-9);
+        assert_eq!(ServerStats::new(1, None, Some(a)).rss_delta_kb, 0);
+    }
+}

@@ -1,0 +1,782 @@
+//! Subscriber threads: each owns a mio `Poll` and a share of the subscribers.
+//!
+//! A WebSocket subscriber connects, upgrades (ready on 101) and reads text frames; a long-poll
+//! subscriber sends `GET …&mid=` (ready once the first request is written), reads the answer and polls
+//! again at once on the same connection (or a new one when the server closes). Every delivered unit
+//! goes into the subscriber's [`SubTally`] and its latency into the thread's histogram.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::config::{Plan, Transport};
+use crate::http::{
+    BodyDecoder, BodyProgress, DEFAULT_MAX_HEAD_BYTES, Persistence, parse_response_head,
+    poll_request,
+};
+use crate::net::{connected, flush, open_socket, unix_micros};
+use crate::nms::{DEFAULT_MAX_UNIT_BYTES, SplitError, decode_unit, split_next};
+use crate::shared::{Shared, new_histogram};
+use crate::tally::{Arrival, SubTally};
+use crate::ws::{
+    DEFAULT_MAX_FRAME_PAYLOAD, MaskGen, Opcode, encode_client_frame, normal_close_payload,
+    parse_server_frame, upgrade_request,
+};
+
+/// Longest a connection may take from `connect()` to 101 / first poll written.
+///
+/// A local server answers in milliseconds; 10 s covers a server busy accepting thousands of
+/// connections while still ending a hung handshake well inside a run.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes read from a socket per `read` call (one buffer per thread).
+pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
+
+/// Consecutive failed polls after which a long-poll subscriber gives up.
+///
+/// With [`DEFAULT_POLL_RETRY_DELAY`] this is about one second of a broken server.
+pub const DEFAULT_MAX_POLL_RETRIES: u32 = 20;
+
+/// Pause before a long-poll subscriber retries after an error.
+pub const DEFAULT_POLL_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// How often a thread checks timeouts, retries and completeness (and its longest poll wait).
+pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Reads done for one connection per readiness event before the thread turns to the others.
+///
+/// With [`DEFAULT_READ_CHUNK`] this is 1 MiB; a connection that still has data is driven again after
+/// the others (edge-triggered polling would not report it again), so a flooding server cannot keep a
+/// thread from its deadline checks.
+pub const DEFAULT_MAX_READS_PER_EVENT: usize = 16;
+
+/// Poll wait while connections are still to be opened (keeps the connect rate smooth).
+pub const DEFAULT_CONNECT_TICK: Duration = Duration::from_millis(1);
+
+/// Whether a subscriber ever subscribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Got its 101 / had a poll in flight.
+    Ready,
+    /// Failed or was still connecting when the run ended.
+    NeverReady,
+}
+
+/// One subscriber at the end of the run.
+#[derive(Debug, Clone)]
+pub struct SubOutcome {
+    /// Whether it subscribed.
+    pub readiness: Readiness,
+    /// What it received.
+    pub tally: SubTally,
+}
+
+/// What one subscriber thread measured.
+#[derive(Debug)]
+pub struct WorkerReport {
+    /// Latency of first deliveries, µs.
+    pub latency: Histogram<u64>,
+    /// Subscribers that never became ready.
+    pub connect_failures: u64,
+    /// Why (e.g. `status 400`, `connect: ConnectionRefused`).
+    pub failure_reasons: BTreeMap<String, u64>,
+    /// Ready subscribers that lost their connection for good.
+    pub disconnects: u64,
+    /// Why.
+    pub disconnect_reasons: BTreeMap<String, u64>,
+    /// Stream-level errors (bad framing, binary frames, garbage between units).
+    pub protocol_errors: u64,
+    /// Units that were not load-generator messages.
+    pub undecodable: u64,
+    /// Long-poll responses read.
+    pub polls: u64,
+    /// Long-poll requests that failed and were retried.
+    pub poll_errors: u64,
+    /// Pongs sent.
+    pub pongs: u64,
+    /// Every delivery (duplicates included).
+    pub deliveries: u64,
+    /// Connections still open at the end.
+    pub alive_at_end: u64,
+    /// When the first / last subscriber of the thread became ready.
+    pub ready_span: Option<(Instant, Instant)>,
+    /// First / last delivery.
+    pub delivery_span: Option<(Instant, Instant)>,
+    /// Per subscriber.
+    pub subs: Vec<SubOutcome>,
+}
+
+fn widen(span: &mut Option<(Instant, Instant)>, now: Instant) {
+    *span = Some(match *span {
+        None => (now, now),
+        Some((a, b)) => (a.min(now), b.max(now)),
+    });
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, reason: String) {
+    *map.entry(reason).or_insert(0) += 1;
+}
+
+enum State {
+    Idle,
+    Connecting,
+    Handshake,
+    Open,
+    PollHead,
+    PollBody(BodyDecoder),
+    Backoff(Instant),
+    Dead,
+}
+
+struct Sub {
+    param: String,
+    source: Option<IpAddr>,
+    state: State,
+    stream: Option<TcpStream>,
+    out: Vec<u8>,
+    out_pos: usize,
+    inbuf: Vec<u8>,
+    carry: Vec<u8>,
+    mid: Option<String>,
+    keep: Persistence,
+    started: Instant,
+    ready: bool,
+    settled: bool,
+    retries: u32,
+    tally: SubTally,
+}
+
+enum Flow {
+    Continue,
+    Reconnect,
+    Fail(String),
+}
+
+struct DeliveryCtx {
+    channels: u64,
+    max_issued: Option<u64>,
+    now: Instant,
+    now_us: u64,
+}
+
+/// Splits whole units off `carry` and records them.
+fn take_units(
+    carry: &mut Vec<u8>,
+    tally: &mut SubTally,
+    mid: &mut Option<String>,
+    st: &mut WorkerReport,
+    d: &DeliveryCtx,
+) -> Result<(), SplitError> {
+    let mut at = 0;
+    let result = loop {
+        match split_next(&carry[at..], DEFAULT_MAX_UNIT_BYTES) {
+            Err(e) => break Err(e),
+            Ok(None) => break Ok(()),
+            Ok(Some((n, json))) => {
+                let unit = &carry[at + json.start..at + json.end];
+                at += n;
+                let Ok(del) = decode_unit(unit) else {
+                    st.undecodable += 1;
+                    continue;
+                };
+                st.deliveries += 1;
+                widen(&mut st.delivery_span, d.now);
+                if del.mid.is_some() {
+                    *mid = del.mid;
+                }
+                match tally.record(del.seq, del.ch, d.channels, d.max_issued) {
+                    Arrival::New | Arrival::OutOfOrder => {
+                        st.latency
+                            .saturating_record(d.now_us.saturating_sub(del.ts_us));
+                    }
+                    Arrival::Duplicate | Arrival::Misrouted | Arrival::Bogus => {}
+                }
+            }
+        }
+    };
+    carry.drain(..at);
+    result
+}
+
+/// One subscriber thread.
+pub struct Worker {
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    poll: Poll,
+    subs: Vec<Sub>,
+    next_start: usize,
+    pending: usize,
+    host: String,
+    masks: MaskGen,
+    scratch: Vec<u8>,
+    hot: Vec<usize>,
+    st: WorkerReport,
+}
+
+impl Worker {
+    /// A worker for the subscribers with global indices `members`.
+    pub fn new(plan: Arc<Plan>, shared: Arc<Shared>, members: &[u64]) -> io::Result<Self> {
+        let now = Instant::now();
+        let subs = members
+            .iter()
+            .map(|&g| {
+                let ch = g % plan.channels;
+                let source = (!plan.source_addrs.is_empty()).then(|| {
+                    plan.source_addrs[usize::try_from(g).unwrap_or(0) % plan.source_addrs.len()]
+                });
+                Sub {
+                    param: plan.sub_channel_param(ch),
+                    source,
+                    state: State::Idle,
+                    stream: None,
+                    out: Vec::new(),
+                    out_pos: 0,
+                    inbuf: Vec::new(),
+                    carry: Vec::new(),
+                    mid: None,
+                    keep: Persistence::KeepAlive,
+                    started: now,
+                    ready: false,
+                    settled: false,
+                    retries: 0,
+                    tally: SubTally::new(ch),
+                }
+            })
+            .collect();
+        let seed = unix_micros()
+            ^ members
+                .first()
+                .copied()
+                .unwrap_or(0)
+                .wrapping_mul(0x9E37_79B9);
+        Ok(Self {
+            host: plan.sub_addr.to_string(),
+            plan,
+            shared,
+            poll: Poll::new()?,
+            subs,
+            next_start: 0,
+            pending: 0,
+            masks: MaskGen::new(seed),
+            scratch: vec![0; DEFAULT_READ_CHUNK],
+            hot: Vec::new(),
+            st: WorkerReport {
+                latency: new_histogram(),
+                connect_failures: 0,
+                failure_reasons: BTreeMap::new(),
+                disconnects: 0,
+                disconnect_reasons: BTreeMap::new(),
+                protocol_errors: 0,
+                undecodable: 0,
+                polls: 0,
+                poll_errors: 0,
+                pongs: 0,
+                deliveries: 0,
+                alive_at_end: 0,
+                ready_span: None,
+                delivery_span: None,
+                subs: Vec::new(),
+            },
+        })
+    }
+
+    /// Runs until the run's deadline or the stop phase, then closes every socket.
+    pub fn run(mut self) -> WorkerReport {
+        let mut events = Events::with_capacity(1024);
+        let mut last_scan = Instant::now();
+        loop {
+            let now = Instant::now();
+            if self.shared.should_stop(now) {
+                break;
+            }
+            self.start_more(now);
+            if now.duration_since(last_scan) >= DEFAULT_SCAN_INTERVAL {
+                self.scan(now);
+                last_scan = now;
+            }
+            let more = self.next_start < self.subs.len() && self.pending < self.plan.max_pending;
+            let wait = if !self.hot.is_empty() {
+                Duration::ZERO
+            } else if more {
+                DEFAULT_CONNECT_TICK
+            } else {
+                DEFAULT_SCAN_INTERVAL
+            };
+            let wait = wait.min(self.shared.deadline.saturating_duration_since(now));
+            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                bump(
+                    &mut self.st.disconnect_reasons,
+                    format!("poll: {:?}", e.kind()),
+                );
+                break;
+            }
+            for i in std::mem::take(&mut self.hot) {
+                self.drive(i);
+            }
+            for ev in events.iter() {
+                self.drive(ev.token().0);
+            }
+        }
+        self.finish()
+    }
+
+    fn start_more(&mut self, now: Instant) {
+        while self.next_start < self.subs.len()
+            && self.pending < self.plan.max_pending
+            && self.shared.connect_gate.try_take(now)
+        {
+            let i = self.next_start;
+            self.next_start += 1;
+            self.pending += 1;
+            self.connect(i, now);
+        }
+    }
+
+    fn connect(&mut self, i: usize, now: Instant) {
+        let sub = &mut self.subs[i];
+        if let Some(mut old) = sub.stream.take() {
+            let _ = self.poll.registry().deregister(&mut old);
+        }
+        sub.inbuf.clear();
+        sub.carry.clear();
+        sub.out.clear();
+        sub.out_pos = 0;
+        sub.started = now;
+        let opened = open_socket(self.plan.sub_addr, sub.source).and_then(|mut s| {
+            self.poll
+                .registry()
+                .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)
+                .map(|()| s)
+        });
+        match opened {
+            Ok(s) => {
+                sub.stream = Some(s);
+                sub.state = State::Connecting;
+            }
+            Err(e) => self.lose(i, format!("connect: {:?}", e.kind()), now),
+        }
+    }
+
+    fn drive(&mut self, i: usize) {
+        let now = Instant::now();
+        let Some(sub) = self.subs.get_mut(i) else {
+            return;
+        };
+        match sub.state {
+            State::Idle | State::Dead | State::Backoff(_) => return,
+            State::Connecting => {
+                let Some(stream) = sub.stream.as_ref() else {
+                    return;
+                };
+                match connected(stream) {
+                    Ok(false) => return,
+                    Ok(true) => {
+                        let (req, next) = match self.plan.transport {
+                            Transport::Ws => {
+                                let pq = format!("{}?CHANNEL_ID={}", self.plan.sub_path, sub.param);
+                                (upgrade_request(&pq, &self.host), State::Handshake)
+                            }
+                            Transport::Longpoll => (self.poll_req(i), State::PollHead),
+                        };
+                        let sub = &mut self.subs[i];
+                        sub.out.extend(req);
+                        sub.state = next;
+                    }
+                    Err(e) => {
+                        self.lose(i, format!("connect: {:?}", e.kind()), now);
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.pump(i, now);
+    }
+
+    fn poll_req(&self, i: usize) -> Vec<u8> {
+        let sub = &self.subs[i];
+        poll_request(
+            &self.plan.sub_path,
+            &sub.param,
+            sub.mid.as_deref(),
+            &self.host,
+        )
+    }
+
+    fn pump(&mut self, i: usize, now: Instant) {
+        let mut reads = 0;
+        loop {
+            let sub = &mut self.subs[i];
+            let Some(stream) = sub.stream.as_mut() else {
+                return;
+            };
+            if let Err(e) = flush(stream, &mut sub.out, &mut sub.out_pos) {
+                self.lose(i, format!("write: {:?}", e.kind()), now);
+                return;
+            }
+            if matches!(sub.state, State::PollHead) && !sub.ready && sub.out.is_empty() {
+                self.mark_ready(i, now);
+            }
+            if reads >= DEFAULT_MAX_READS_PER_EVENT {
+                self.hot.push(i);
+                return;
+            }
+            reads += 1;
+            let sub = &mut self.subs[i];
+            let Some(stream) = sub.stream.as_mut() else {
+                return;
+            };
+            let n = match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.on_eof(i, now);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.lose(i, format!("read: {:?}", e.kind()), now);
+                    return;
+                }
+            };
+            sub.inbuf.extend_from_slice(&self.scratch[..n]);
+            match self.process(i, now) {
+                Flow::Continue => {}
+                Flow::Reconnect => {
+                    self.connect(i, now);
+                    return;
+                }
+                Flow::Fail(reason) => {
+                    let sub = &mut self.subs[i];
+                    if let Some(stream) = sub.stream.as_mut() {
+                        let _ = flush(stream, &mut sub.out, &mut sub.out_pos);
+                    }
+                    self.lose(i, reason, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn process(&mut self, i: usize, now: Instant) -> Flow {
+        let d = DeliveryCtx {
+            channels: self.plan.channels,
+            max_issued: self.shared.max_issued(),
+            now,
+            now_us: unix_micros(),
+        };
+        if matches!(self.subs[i].state, State::Handshake) {
+            let sub = &mut self.subs[i];
+            match parse_response_head(&sub.inbuf, DEFAULT_MAX_HEAD_BYTES) {
+                Err(e) => return Flow::Fail(format!("handshake: {}", e.reason())),
+                Ok(None) => return Flow::Continue,
+                Ok(Some((n, head))) => {
+                    sub.inbuf.drain(..n);
+                    if head.status != 101 {
+                        return Flow::Fail(format!("status {}", head.status));
+                    }
+                    sub.state = State::Open;
+                    self.mark_ready(i, now);
+                }
+            }
+        }
+        let sub = &mut self.subs[i];
+        match sub.state {
+            State::Open => self.ws_frames(i, &d),
+            State::PollHead | State::PollBody(_) => self.lp_process(i, &d),
+            _ => Flow::Continue,
+        }
+    }
+
+    fn ws_frames(&mut self, i: usize, d: &DeliveryCtx) -> Flow {
+        let sub = &mut self.subs[i];
+        let st = &mut self.st;
+        let mut at = 0;
+        let mut closed = None;
+        loop {
+            match parse_server_frame(&sub.inbuf[at..], DEFAULT_MAX_FRAME_PAYLOAD) {
+                Err(e) => {
+                    st.protocol_errors += 1;
+                    closed = Some(format!("frame: {}", e.reason()));
+                    break;
+                }
+                Ok(None) => break,
+                Ok(Some((n, f))) => {
+                    at += n;
+                    match f.opcode {
+                        Opcode::Text | Opcode::Continuation => {
+                            sub.carry.extend_from_slice(f.payload)
+                        }
+                        Opcode::Binary => st.protocol_errors += 1,
+                        Opcode::Ping => {
+                            encode_client_frame(
+                                Opcode::Pong,
+                                f.payload,
+                                self.masks.next_mask(),
+                                &mut sub.out,
+                            );
+                            st.pongs += 1;
+                        }
+                        Opcode::Pong => {}
+                        Opcode::Close => {
+                            let code = f.payload.get(..2).unwrap_or(&[]);
+                            let reason = match code {
+                                [a, b] => format!("close {}", u16::from_be_bytes([*a, *b])),
+                                _ => "close".to_owned(),
+                            };
+                            encode_client_frame(
+                                Opcode::Close,
+                                code,
+                                self.masks.next_mask(),
+                                &mut sub.out,
+                            );
+                            closed = Some(reason);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        sub.inbuf.drain(..at);
+        if take_units(&mut sub.carry, &mut sub.tally, &mut sub.mid, st, d).is_err() {
+            st.protocol_errors += 1;
+            sub.carry.clear();
+        }
+        match closed {
+            Some(reason) => Flow::Fail(reason),
+            None => Flow::Continue,
+        }
+    }
+
+    fn lp_process(&mut self, i: usize, d: &DeliveryCtx) -> Flow {
+        loop {
+            let sub = &mut self.subs[i];
+            match &mut sub.state {
+                State::PollHead => match parse_response_head(&sub.inbuf, DEFAULT_MAX_HEAD_BYTES) {
+                    Err(e) => return Flow::Fail(format!("poll: {}", e.reason())),
+                    Ok(None) => return Flow::Continue,
+                    Ok(Some((n, head))) => {
+                        sub.inbuf.drain(..n);
+                        self.st.polls += 1;
+                        if head.status == 304
+                            && let Some(m) = head.last_message_id
+                        {
+                            sub.mid = Some(m);
+                        } else if head.status != 200 && head.status != 304 {
+                            return Flow::Fail(format!("poll status {}", head.status));
+                        }
+                        sub.keep = head.persistence;
+                        sub.state = State::PollBody(BodyDecoder::new(head.framing));
+                    }
+                },
+                State::PollBody(dec) => {
+                    let (n, progress) = match dec.feed(&sub.inbuf, &mut sub.carry) {
+                        Ok(x) => x,
+                        Err(e) => return Flow::Fail(format!("poll body: {}", e.reason())),
+                    };
+                    sub.inbuf.drain(..n);
+                    if take_units(
+                        &mut sub.carry,
+                        &mut sub.tally,
+                        &mut sub.mid,
+                        &mut self.st,
+                        d,
+                    )
+                    .is_err()
+                    {
+                        self.st.protocol_errors += 1;
+                        sub.carry.clear();
+                    }
+                    if progress == BodyProgress::More {
+                        return Flow::Continue;
+                    }
+                    if let flow @ Flow::Reconnect = self.finish_poll(i) {
+                        return flow;
+                    }
+                }
+                _ => return Flow::Continue,
+            }
+        }
+    }
+
+    /// A long-poll response is complete: poll again on this connection or on a new one.
+    fn finish_poll(&mut self, i: usize) -> Flow {
+        let req = self.poll_req(i);
+        let sub = &mut self.subs[i];
+        if !sub.carry.is_empty() {
+            self.st.protocol_errors += 1;
+            sub.carry.clear();
+        }
+        sub.retries = 0;
+        match sub.keep {
+            Persistence::KeepAlive => {
+                sub.out.extend(req);
+                sub.state = State::PollHead;
+                Flow::Continue
+            }
+            Persistence::Close => Flow::Reconnect,
+        }
+    }
+
+    fn on_eof(&mut self, i: usize, now: Instant) {
+        let sub = &mut self.subs[i];
+        if let State::PollBody(dec) = &mut sub.state
+            && dec.finish_on_eof().is_ok()
+        {
+            let d = DeliveryCtx {
+                channels: self.plan.channels,
+                max_issued: self.shared.max_issued(),
+                now,
+                now_us: unix_micros(),
+            };
+            if take_units(
+                &mut sub.carry,
+                &mut sub.tally,
+                &mut sub.mid,
+                &mut self.st,
+                &d,
+            )
+            .is_err()
+            {
+                self.st.protocol_errors += 1;
+                sub.carry.clear();
+            }
+            sub.keep = Persistence::Close;
+            let _ = self.finish_poll(i);
+            self.connect(i, now);
+            return;
+        }
+        self.lose(i, "closed by server".to_owned(), now);
+    }
+
+    fn mark_ready(&mut self, i: usize, now: Instant) {
+        let sub = &mut self.subs[i];
+        if !sub.ready {
+            sub.ready = true;
+            self.pending = self.pending.saturating_sub(1);
+            self.shared
+                .ready
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            widen(&mut self.st.ready_span, now);
+        }
+    }
+
+    fn settle(&mut self, i: usize) {
+        let sub = &mut self.subs[i];
+        if !sub.settled {
+            sub.settled = true;
+            self.shared
+                .settled
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// The connection failed: before ready it is a connect failure; a long-poll subscriber retries;
+    /// a WebSocket subscriber is disconnected for good.
+    fn lose(&mut self, i: usize, reason: String, now: Instant) {
+        let sub = &mut self.subs[i];
+        if let Some(mut s) = sub.stream.take() {
+            let _ = self.poll.registry().deregister(&mut s);
+        }
+        sub.out.clear();
+        sub.out_pos = 0;
+        if !sub.ready {
+            sub.state = State::Dead;
+            self.pending = self.pending.saturating_sub(1);
+            self.st.connect_failures += 1;
+            bump(&mut self.st.failure_reasons, reason);
+            self.shared
+                .failed
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            self.settle(i);
+        } else if self.plan.transport == Transport::Longpoll
+            && sub.retries < DEFAULT_MAX_POLL_RETRIES
+        {
+            sub.retries += 1;
+            sub.state = State::Backoff(now + DEFAULT_POLL_RETRY_DELAY);
+            self.st.poll_errors += 1;
+            bump(
+                &mut self.st.disconnect_reasons,
+                format!("retried: {reason}"),
+            );
+        } else {
+            sub.state = State::Dead;
+            self.st.disconnects += 1;
+            bump(&mut self.st.disconnect_reasons, reason);
+            self.settle(i);
+        }
+    }
+
+    fn scan(&mut self, now: Instant) {
+        let accepted = self.shared.accepted.get().cloned();
+        for i in 0..self.subs.len() {
+            let sub = &self.subs[i];
+            match sub.state {
+                State::Connecting | State::Handshake
+                    if now.duration_since(sub.started) > DEFAULT_CONNECT_TIMEOUT =>
+                {
+                    self.lose(i, "connect timeout".to_owned(), now);
+                }
+                State::Backoff(at) if now >= at => self.connect(i, now),
+                _ => {}
+            }
+            let sub = &self.subs[i];
+            if let Some(acc) = &accepted
+                && sub.ready
+                && !sub.settled
+                && !matches!(sub.state, State::Dead)
+                && sub.tally.is_complete(acc)
+            {
+                self.settle(i);
+            }
+        }
+    }
+
+    fn finish(mut self) -> WorkerReport {
+        for sub in &mut self.subs {
+            let alive = matches!(
+                sub.state,
+                State::Open | State::PollHead | State::PollBody(_)
+            );
+            if let Some(mut stream) = sub.stream.take() {
+                if matches!(sub.state, State::Open) {
+                    let mut close = Vec::new();
+                    encode_client_frame(
+                        Opcode::Close,
+                        &normal_close_payload(),
+                        self.masks.next_mask(),
+                        &mut close,
+                    );
+                    let _ = stream.write(&close);
+                }
+                let _ = self.poll.registry().deregister(&mut stream);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+            self.st.alive_at_end += u64::from(alive);
+            if !sub.ready && !matches!(sub.state, State::Dead) {
+                self.st.connect_failures += 1;
+                bump(
+                    &mut self.st.failure_reasons,
+                    "not subscribed when the run ended".to_owned(),
+                );
+            }
+            self.st.subs.push(SubOutcome {
+                readiness: if sub.ready {
+                    Readiness::Ready
+                } else {
+                    Readiness::NeverReady
+                },
+                tally: std::mem::take(&mut sub.tally),
+            });
+        }
+        self.st
+    }
+}

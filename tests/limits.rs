@@ -1,0 +1,198 @@
+//! Limits, timeouts and HTTP error answers over loopback (spec/limits.md, spec/errors.md).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// spec/limits.md: a request head that does not complete within `head_timeout` gets 408 and the
+/// connection is closed.
+#[test]
+fn incomplete_head_times_out_with_408() {
+    let srv = start(|c| c.head_timeout = Duration::from_millis(300));
+    let mut c = Conn::connect(srv.sub);
+    let started = Instant::now();
+    c.send(b"GET /bitrix/sub/?CHANNEL_ID=");
+    let r = c.response();
+    assert_eq!(r.status, 408);
+    assert!(r.closes());
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(c.closed_within(WAIT));
+}
+
+/// spec/limits.md: an idle keep-alive connection is closed after `keepalive_timeout`, silently.
+#[test]
+fn idle_keep_alive_is_closed() {
+    let srv = start(|c| c.keepalive_timeout = Duration::from_millis(300));
+    // Never sent anything.
+    let mut idle = Conn::connect(srv.sub);
+    // Sent one request, then went quiet.
+    let mut used = Conn::connect(srv.sub);
+    used.send(&format_request("OPTIONS", "/bitrix/sub/", &[], b""));
+    assert_eq!(used.response().status, 200);
+    let started = Instant::now();
+    assert!(
+        idle.closed_within(Duration::from_secs(3)),
+        "idle connection kept"
+    );
+    assert!(
+        used.closed_within(Duration::from_secs(3)),
+        "used connection kept"
+    );
+    assert!(idle.buffered().is_empty() && used.buffered().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// spec/limits.md: at `max_connections` new connections wait (accepting pauses) and are served
+/// once enough connections have gone.
+#[test]
+fn connection_limit_pauses_accepting() {
+    let srv = start(|c| {
+        c.threads = 1;
+        c.max_connections = 10;
+    });
+    let ch = channel();
+    let mut open: Vec<Ws> = (0..10).map(|_| Ws::connect(srv.sub, &ch, None)).collect();
+    let mut late = Conn::connect(srv.sub);
+    late.send(&upgrade_request(&ws_path(&ch, None), "13"));
+    assert!(
+        matches!(
+            late.try_response(deadline(Duration::from_millis(400))),
+            Err(ReadEnd::Timeout)
+        ),
+        "served over the limit"
+    );
+    // Below 90 % of the limit, accepting resumes.
+    open.truncate(8);
+    let r = late.response();
+    assert_eq!(r.status, 101);
+    assert!(srv.core_sum("refused") >= 1);
+    assert_eq!(srv.subscribers(&[&ch]), [9]);
+    open[0].send_frame(op::PING, b"still here", true);
+    assert_eq!(open[0].frame().payload, b"still here");
+}
+
+/// spec/errors.md: a head above 16 KiB is answered 431 and the connection closed.
+#[test]
+fn huge_head_is_431() {
+    let srv = start_default();
+    let mut c = Conn::connect(srv.sub);
+    let big = format!(
+        "GET /bitrix/sub/?CHANNEL_ID={} HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        channel(),
+        "a".repeat(20_000)
+    );
+    c.send(big.as_bytes());
+    let r = c.response();
+    assert_eq!(r.status, 431);
+    assert!(r.closes());
+    assert!(c.closed_within(WAIT));
+}
+
+/// spec/errors.md: malformed requests are 400 with `Connection: close`.
+#[test]
+fn malformed_request_is_400() {
+    let srv = start_default();
+    for raw in [
+        &b"NOT A REQUEST\r\n\r\n"[..],
+        b"GET /bitrix/sub/ HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"POST /bitrix/pub/ HTTP/1.1\r\nContent-Length: 12x\r\n\r\n",
+        b"GET bitrix/sub/ HTTP/1.1\r\n\r\n",
+    ] {
+        let addr = if raw.starts_with(b"POST") {
+            srv.publ
+        } else {
+            srv.sub
+        };
+        let mut c = Conn::connect(addr);
+        c.send(raw);
+        let r = c.response();
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(raw));
+        assert!(r.closes());
+        assert!(c.closed_within(WAIT));
+    }
+    let mut c = Conn::connect(srv.sub);
+    c.send(b"GET /bitrix/sub/ HTTP/2.0\r\n\r\n");
+    assert_eq!(c.response().status, 505);
+}
+
+/// spec/errors.md: a method a route does not serve is 405 with `Allow`.
+#[test]
+fn wrong_method_is_405() {
+    let srv = start_default();
+    let r = request(srv.sub, "POST", &poll_path(&channel(), None), &[], b"{}");
+    assert_eq!(r.status, 405);
+    assert!(r.header("Allow").is_some_and(|a| a.contains("GET")));
+    let r = request(
+        srv.publ,
+        "DELETE",
+        &format!("/bitrix/pub/?CHANNEL_ID={}", channel()),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 405);
+    assert!(r.header("Allow").is_some_and(|a| a.contains("POST")));
+}
+
+/// spec/publishing.md §1, spec/errors.md: a chunked publish is 411; `binaryMode=true` is 501.
+#[test]
+fn chunked_and_binary_publish_refused() {
+    let srv = start_default();
+    let mut c = Conn::connect(srv.publ);
+    let b = body(1);
+    let raw = format!(
+        "POST /bitrix/pub/?CHANNEL_ID={} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        channel(),
+        b.len()
+    );
+    c.send(raw.as_bytes());
+    let r = c.response();
+    assert_eq!(r.status, 411);
+    assert!(r.closes());
+
+    let r = request(
+        srv.publ,
+        "POST",
+        &format!("/bitrix/pub/?CHANNEL_ID={}&binaryMode=true", channel()),
+        &[],
+        b"\x0a\x00",
+    );
+    assert_eq!(r.status, 501);
+    assert!(r.text().starts_with("4015"), "{}", r.text());
+    assert_eq!(srv.stats()["published"], 0);
+}
+
+/// spec/longpoll.md §2: an HTTP/1.0 poll is answered and the connection closed.
+#[test]
+fn http10_poll_closes_after_answer() {
+    let srv = start(|c| c.longpoll_hold = Duration::from_millis(300));
+    let ch = channel();
+    let mid = srv.publish(&ch, &body(1), Some(60));
+    let mut c = Conn::connect(srv.sub);
+    c.send(format!("GET {} HTTP/1.0\r\n\r\n", poll_path(&ch, Some(MID_ZERO))).as_bytes());
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(parse_messages(&r.body)[0].mid, mid);
+    assert!(c.closed_within(WAIT));
+}
+
+/// spec/longpoll.md §2, spec/limits.md: a subscriber may name at most 100 channels (4018) and
+/// must name at least one (4017).
+#[test]
+fn subscriber_channel_count_limits() {
+    let srv = start(|c| c.longpoll_hold = Duration::from_millis(200));
+    let many: Vec<String> = (0..101).map(|_| channel()).collect();
+    let r = poll(srv.sub, &many.join("/"), None);
+    assert_eq!(r.status, 400);
+    assert!(r.text().starts_with("4018: "), "{}", r.text());
+    let r = poll(srv.sub, &many[..100].join("/"), None);
+    assert_eq!(r.status, 304, "100 channels are fine");
+    let r = request(srv.sub, "GET", "/bitrix/sub/", &[], b"");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.text(), "4017: No channels found.");
+}
