@@ -18,8 +18,8 @@ pub mod names {
     pub const POLLINGS: &str = "pollings";
     /// Connections accepted since start.
     pub const ACCEPTED: &str = "accepted";
-    /// Connections refused because the connection limit was reached.
-    pub const REFUSED: &str = "refused";
+    /// Times accepting was paused because the connection limit was reached.
+    pub const ACCEPT_PAUSED: &str = "accept_paused";
     /// HTTP requests handled.
     pub const REQUESTS: &str = "requests";
     /// Messages written to subscribers (one per subscriber per message).
@@ -74,8 +74,8 @@ pub struct CoreStats {
     pub pollings: Stat,
     /// See [`names::ACCEPTED`].
     pub accepted: Stat,
-    /// See [`names::REFUSED`].
-    pub refused: Stat,
+    /// See [`names::ACCEPT_PAUSED`].
+    pub accept_paused: Stat,
     /// See [`names::REQUESTS`].
     pub requests: Stat,
     /// See [`names::DELIVERED`].
@@ -93,7 +93,7 @@ impl CoreStats {
             names::WEBSOCKETS: self.websockets.get(),
             names::POLLINGS: self.pollings.get(),
             names::ACCEPTED: self.accepted.get(),
-            names::REFUSED: self.refused.get(),
+            names::ACCEPT_PAUSED: self.accept_paused.get(),
             names::REQUESTS: self.requests.get(),
             names::DELIVERED: self.delivered.get(),
             names::SLOW_CLOSED: self.slow_closed.get(),

@@ -117,6 +117,8 @@ impl Server {
         let settings = LocalSettings {
             message_ttl: shared.config.message_ttl,
             replay_max: shared.config.replay_max,
+            // Half the output queue: a page plus what is still unsent stays under the limit.
+            replay_max_bytes: shared.config.out_queue_bytes / 2,
             limits: StoreLimits {
                 channel_history: shared.config.channel_history,
                 max_bytes: shared.config.history_max_bytes,

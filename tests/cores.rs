@@ -19,6 +19,10 @@ fn every_subscriber_gets_every_message_once_in_order() {
     wait_until("200 subscribers", WAIT, || {
         srv.subscribers(&[&chans[0], &chans[1]]) == [100, 100]
     });
+    // The core counts its gauge just after registering with the engine.
+    wait_until("websockets gauge", WAIT, || {
+        srv.stats()["websockets"] == 200
+    });
     let stats = srv.stats();
     let cores = stats["cores"].as_array().expect("cores");
     assert_eq!(cores.len(), 4);
@@ -101,7 +105,7 @@ fn thousand_long_polls_all_receive() {
     wait_until("1000 polls", Duration::from_secs(10), || {
         srv.subscribers(&refs) == [100; 10]
     });
-    assert_eq!(srv.stats()["pollings"], 1000);
+    wait_until("pollings gauge", WAIT, || srv.stats()["pollings"] == 1000);
     let mids: Vec<String> = chans
         .iter()
         .enumerate()

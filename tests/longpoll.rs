@@ -400,7 +400,7 @@ fn abandoned_poll_is_unsubscribed() {
     let ch = channel();
     let polls: Vec<Conn> = (0..5).map(|_| start_poll(srv.sub, &ch, None)).collect();
     srv.wait_subscribers(&ch, 5);
-    assert_eq!(srv.stats()["pollings"], 5);
+    wait_until("pollings gauge", WAIT, || srv.stats()["pollings"] == 5);
     drop(polls);
     srv.wait_subscribers(&ch, 0);
     wait_until("pollings back to 0", WAIT, || srv.stats()["pollings"] == 0);

@@ -69,7 +69,7 @@ fn with_expiry_stored() {
     let r = poll(srv.sub, &ch, Some(MID_ZERO));
     assert_eq!(r.status, 200);
     assert_eq!(parse_messages(&r.body)[0].mid, mid);
-    assert_eq!(srv.stats()["stored_messages"], 1);
+    wait_until("1 stored", WAIT, || srv.stats()["stored_messages"] == 1);
 }
 
 /// spec/history.md §2: a stored message is dropped once its expiry has passed.
@@ -222,6 +222,9 @@ fn server_stat_has_per_core_entries() {
     let _ws = Ws::connect(srv.sub, &ch, None);
     srv.wait_subscribers(&ch, 1);
     srv.publish(&ch, &body(1), Some(60));
+    // Engine gauges are refreshed after each batch of commands.
+    wait_until("1 stored", WAIT, || srv.stats()["stored_messages"] == 1);
+    wait_until("websockets gauge", WAIT, || srv.stats()["websockets"] == 1);
     let r = request(srv.publ, "GET", "/server-stat/", &[], b"");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/json"));

@@ -36,8 +36,8 @@ pub const DEFAULT_PUB_LISTEN: &str = "127.0.0.1:9010";
 /// How long a long-poll request is held open without messages before it is answered with `304`:
 /// the reference server's (and its nginx module's) 40 s, which clients are tuned for.
 pub const DEFAULT_LONGPOLL_HOLD: Duration = Duration::from_secs(40);
-/// Interval between server pings on an idle WebSocket; keeps NAT and proxy state alive and
-/// detects dead peers within a few minutes.
+/// Interval between server pings on every WebSocket (the reference's 120 s); keeps NAT and proxy
+/// state alive and detects dead peers: no pong by the next ping closes the connection.
 pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(120);
 /// Upper bound, in seconds, on a publication's `Message-Expiry` (the reference `messageTTL`,
 /// one day); messages are never kept longer than this.
@@ -461,6 +461,9 @@ impl Config {
         }
         if self.channel_history == 0 {
             return invalid("channel_history", "must be at least 1".to_owned());
+        }
+        if self.replay_max == 0 {
+            return invalid("replay_max", "must be at least 1".to_owned());
         }
         if self.max_payload < MIN_MAX_PAYLOAD {
             return invalid(

@@ -19,7 +19,11 @@ pub const SUB_PATHS: [&str; 4] = ["/bitrix/sub/", "/bitrix/subws/", "/sub/", "/s
 /// Publisher paths (prefixes).
 pub const PUB_PATHS: [&str; 2] = ["/bitrix/pub/", "/pub/"];
 /// Server statistics path (prefix).
-pub const STAT_PATH: &str = "/server-stat";
+pub const STAT_PATH: &str = "/server-stat/";
+
+/// Most bytes reserved up front for a publish body: `Content-Length` is the peer's word, so a
+/// large body grows as it arrives instead of being allocated before a byte is sent.
+const BODY_PREALLOC: usize = 64 * 1024;
 
 /// A publish request waiting for its body.
 #[derive(Debug)]
@@ -51,6 +55,9 @@ pub(super) fn on_head(s: &mut Session, now: Instant, cx: &mut Cx<'_>) -> bool {
         Ok(Some((consumed, head))) => {
             s.rbuf.drain(..consumed);
             cx.stats.requests.add(1);
+            if !takes_body(s.kind, &head) && !skip_body(s, &head, now, cx) {
+                return false;
+            }
             dispatch(s, head, now, cx);
             true
         }
@@ -77,6 +84,65 @@ pub(super) fn on_body(s: &mut Session, now: Instant, cx: &mut Cx<'_>) -> bool {
         publish_now(s, *publish, now, cx);
     }
     true
+}
+
+/// Whether the request's body is read by its handler (a publish); other bodies are dropped.
+fn takes_body(kind: ListenerKind, head: &RequestHead) -> bool {
+    kind == ListenerKind::Pub
+        && head.method == Method::Post
+        && PUB_PATHS.iter().any(|r| matches_route(&head.path, r))
+}
+
+/// Arranges for the body of a request that takes none to be dropped (the PHP module sends its
+/// channel list as the body of `GET /pub/` too). Returns false when the request was refused.
+fn skip_body(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>) -> bool {
+    let max = cx.shared.config.max_payload as u64;
+    match head.body {
+        BodyFraming::None => true,
+        BodyFraming::Length(n) if n <= max => {
+            s.skip = n;
+            true
+        }
+        BodyFraming::Length(_) => {
+            refuse_body(s, BodyRefusal::TooLarge(max), now, cx);
+            false
+        }
+        BodyFraming::Chunked => {
+            refuse_body(s, BodyRefusal::NoLength, now, cx);
+            false
+        }
+    }
+}
+
+/// Why a request body is not read.
+#[derive(Clone, Copy)]
+enum BodyRefusal {
+    /// Over the payload limit (413).
+    TooLarge(u64),
+    /// Chunked: only `Content-Length` bodies are read (411).
+    NoLength,
+}
+
+/// Answers a refused body and closes: the unread body cannot be told apart from a next request.
+fn refuse_body(s: &mut Session, why: BodyRefusal, now: Instant, cx: &mut Cx<'_>) {
+    let (status, body) = match why {
+        BodyRefusal::TooLarge(max) => (
+            413,
+            format!("413: Payload Too Large. The limit is {max} bytes."),
+        ),
+        BodyRefusal::NoLength => (
+            411,
+            "411: Length Required. Send the body with Content-Length.".into(),
+        ),
+    };
+    respond::plain(
+        &mut s.out,
+        status,
+        "text/plain",
+        body.as_bytes(),
+        Persistence::Close,
+    );
+    s.close(now, cx);
 }
 
 fn matches_route(path: &str, prefix: &str) -> bool {
@@ -111,9 +177,13 @@ fn dispatch(s: &mut Session, head: RequestHead, now: Instant, cx: &mut Cx<'_>) {
                 }
             }
         }
-        ListenerKind::Pub if matches_route(path, STAT_PATH) || path.starts_with(STAT_PATH) => {
-            let body = server_stats(cx);
-            respond::plain(&mut s.out, 200, "application/json", body.as_bytes(), p);
+        ListenerKind::Pub if matches_route(path, STAT_PATH) => {
+            if head.method == Method::Get {
+                let body = server_stats(cx);
+                respond::plain(&mut s.out, 200, "application/json", body.as_bytes(), p);
+            } else {
+                respond::method_not_allowed(&mut s.out, "GET", p);
+            }
             s.finish_request(p, now, cx);
         }
         _ => {
@@ -201,7 +271,7 @@ fn start_publish(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<
         expiry,
         persistence: p,
         need,
-        body: Vec::with_capacity(need.min(64 * 1024)),
+        body: Vec::with_capacity(need.min(BODY_PREALLOC)),
     };
     s.state = State::Body(Box::new(publish));
     if need == 0 {

@@ -107,17 +107,37 @@ struct Poll {
     since: Option<MessageId>,
 }
 
+/// Where a subscription stands in its replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    // call: replayed
+    // next: Live, PageWanted (WebSocket), Final (long-poll)
+    /// A replay page is on its way from the engine: live messages are held back.
+    Replaying,
+    // call: next_page (when the output has drained)
+    // next: Replaying
+    /// A page was written and more are stored (WebSocket); live messages are still held back.
+    PageWanted,
+    // call: offer
+    /// Replay done: live messages go straight out.
+    Live,
+    /// A long-poll answers with this replay page only; nothing more is taken.
+    Final,
+}
+
 /// A live subscription: its channels, replay progress and messages waiting to be written.
 #[derive(Debug)]
 struct Sub {
     channels: Arc<[Channel]>,
+    phase: Phase,
     /// Live messages that arrived while the replay was still running.
-    held: Option<Vec<SharedMessage>>,
+    held: Vec<SharedMessage>,
     /// Messages ready to be written, in order.
     pending: Vec<SharedMessage>,
+    /// Bytes of `held` and `pending` together.
     pending_bytes: usize,
-    /// Newest id handed to the client: later duplicates (a message on two of the
-    /// connection's channels) are skipped.
+    /// Newest id handed to the client: later duplicates (a message on two of the connection's
+    /// channels, or one both replayed and delivered live) are skipped.
     last_sent: Option<MessageId>,
     /// Newest stored id at subscription time (for the long-poll 304).
     last_stored: Option<MessageId>,
@@ -135,10 +155,11 @@ impl Sub {
         cx.hub.subscribe(cx.conn.slot, &channels);
         Some(Self {
             channels,
-            held: Some(Vec::new()),
+            phase: Phase::Replaying,
+            held: Vec::new(),
             pending: Vec::new(),
             pending_bytes: 0,
-            last_sent: since,
+            last_sent: None,
             last_stored: None,
         })
     }
@@ -155,12 +176,15 @@ impl Sub {
 
     /// A live message. `Flow::Abort` when the output queue limit is passed.
     fn offer(&mut self, msg: &SharedMessage, limit: usize) -> Flow {
-        if let Some(held) = &mut self.held {
-            // Held back until the replay is done; counted against the same limit.
-            held.push(msg.clone());
-            self.pending_bytes += msg.text.len();
-        } else if self.last_sent.is_none_or(|last| msg.id > last) {
-            self.push(msg.clone());
+        match self.phase {
+            Phase::Replaying | Phase::PageWanted => {
+                self.held.push(msg.clone());
+                self.pending_bytes += msg.text.len();
+            }
+            Phase::Live if self.last_sent.is_none_or(|last| msg.id > last) => {
+                self.push(msg.clone());
+            }
+            Phase::Live | Phase::Final => {}
         }
         if self.pending_bytes > limit {
             Flow::Abort
@@ -178,39 +202,65 @@ impl Sub {
     /// A replay page; `paging` says how it ends the replay.
     fn replayed(&mut self, messages: Vec<SharedMessage>, paging: Paging, last: Option<MessageId>) {
         self.last_stored = self.last_stored.max(last);
-        let mut held = self.held.take().unwrap_or_default();
-        held.retain(|h| !messages.iter().any(|m| m.id == h.id));
+        self.held.retain(|h| !messages.iter().any(|m| m.id == h.id));
         for msg in messages {
             if self.last_sent.is_none_or(|l| msg.id > l) {
                 self.push(msg);
             }
         }
         match paging {
-            Paging::Continue => self.held = Some(held),
+            Paging::Continue => self.phase = Phase::PageWanted,
             Paging::Done => {
+                let mut held = std::mem::take(&mut self.held);
                 held.sort_by_key(|m| m.id);
                 for msg in held {
                     if self.last_sent.is_none_or(|l| msg.id > l) {
                         self.push(msg);
                     }
                 }
+                self.phase = Phase::Live;
             }
             // More stored messages follow this page: the live ones are newer than those and
             // would move the client's `mid` past them, so they are left to the next request.
-            Paging::Stop => {}
+            Paging::Stop => {
+                self.held = Vec::new();
+                self.phase = Phase::Final;
+            }
         }
-        self.pending_bytes = self.pending.iter().map(|m| m.text.len()).sum::<usize>()
-            + self
-                .held
-                .iter()
-                .flatten()
-                .map(|m| m.text.len())
-                .sum::<usize>();
+        self.recount();
+    }
+
+    /// Asks the engine for the next replay page once the output has room for it.
+    fn next_page(&mut self, unsent: usize, limit: usize, cx: &mut Cx<'_>) -> Flow {
+        if self.phase != Phase::PageWanted || unsent + self.pending_bytes > limit / 2 {
+            return Flow::Continue;
+        }
+        let cmd = EngineCmd::ReplayMore {
+            conn: cx.conn,
+            channels: self.channels.clone(),
+            since: self.last_sent.unwrap_or_default(),
+        };
+        if cx.engine.send_reliable(cmd).is_err() {
+            return Flow::Abort;
+        }
+        self.phase = Phase::Replaying;
+        Flow::Continue
+    }
+
+    /// Whether a long-poll may answer now.
+    fn ready(&self) -> bool {
+        !self.pending.is_empty() && matches!(self.phase, Phase::Live | Phase::Final)
+    }
+
+    fn recount(&mut self) {
+        let bytes = |v: &Vec<SharedMessage>| v.iter().map(|m| m.text.len()).sum::<usize>();
+        self.pending_bytes = bytes(&self.pending) + bytes(&self.held);
     }
 
     fn take_pending(&mut self) -> Vec<SharedMessage> {
-        self.pending_bytes = 0;
-        std::mem::take(&mut self.pending)
+        let taken = std::mem::take(&mut self.pending);
+        self.recount();
+        taken
     }
 }
 
@@ -235,6 +285,8 @@ pub struct Session {
     /// When the current request head must be complete, or the keep-alive idle deadline.
     head_until: Instant,
     head_started: bool,
+    /// Body bytes of the last request still to be dropped.
+    skip: u64,
 }
 
 impl Session {
@@ -247,6 +299,7 @@ impl Session {
             out: Vec::new(),
             head_until: now + config.keepalive_timeout,
             head_started: false,
+            skip: 0,
         }
     }
 
@@ -301,18 +354,9 @@ impl Session {
                         poll.sub.replayed(messages, paging, last_id);
                     }
                     State::WebSocket(ws) => {
+                        // The next page is asked for when the output has drained (prepare_write).
                         let paging = if more { Paging::Continue } else { Paging::Done };
                         ws.sub.replayed(messages, paging, last_id);
-                        if more {
-                            let cmd = EngineCmd::ReplayMore {
-                                conn: cx.conn,
-                                channels: ws.sub.channels.clone(),
-                                since: ws.sub.last_sent.unwrap_or_default(),
-                            };
-                            if cx.engine.send_reliable(cmd).is_err() {
-                                return Flow::Abort;
-                            }
-                        }
                     }
                     _ => {}
                 }
@@ -375,8 +419,10 @@ impl Session {
             State::WebSocket(ws) => {
                 let n = ws.frame_pending(&mut self.out);
                 cx.stats.delivered.add(n as u64);
+                let limit = cx.shared.config.out_queue_bytes;
+                return ws.sub.next_page(self.out.len(), limit, cx);
             }
-            State::Polling(poll) if !poll.sub.pending.is_empty() && poll.sub.held.is_none() => {
+            State::Polling(poll) if poll.sub.ready() => {
                 let messages = poll.sub.take_pending();
                 let len = messages.iter().map(|m| m.text.len()).sum();
                 respond::poll_messages_head(&mut self.out, len, poll.persistence);
@@ -405,16 +451,6 @@ impl Session {
             // Idle connections hold no buffer.
             self.out = Vec::new();
         }
-    }
-
-    /// Whether output bytes or deliveries are waiting.
-    pub fn has_output(&self) -> bool {
-        !self.out.is_empty()
-            || match &self.state {
-                State::WebSocket(ws) => !ws.sub.pending.is_empty(),
-                State::Polling(p) => !p.sub.pending.is_empty() && p.sub.held.is_none(),
-                _ => false,
-            }
     }
 
     /// Whether the session takes input now (dropping read interest is the backpressure: a
@@ -455,9 +491,9 @@ impl Session {
                 self.close(now, cx);
                 Flow::Continue
             }
-            State::Polling(_) => {
+            State::Polling(poll) => {
+                poll.persistence = Persistence::Close;
                 self.end_poll(now, cx);
-                self.close(now, cx);
                 Flow::Continue
             }
             State::Awaiting(p) => {
@@ -485,7 +521,19 @@ impl Session {
         loop {
             let progress = match &mut self.state {
                 State::Head => {
+                    if self.skip > 0 {
+                        // The body of a request that takes none is read and dropped.
+                        let n = self
+                            .rbuf
+                            .len()
+                            .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                        self.rbuf.drain(..n);
+                        self.skip -= n as u64;
+                    }
                     if self.rbuf.is_empty() {
+                        if self.rbuf.capacity() > 0 {
+                            self.rbuf = Vec::new();
+                        }
                         return Flow::Continue;
                     }
                     if !self.head_started {

@@ -23,6 +23,9 @@ use crate::reactor::mailbox::CorePeer;
 /// than this, and stats are refreshed at least this often.
 const MAX_IDLE: Duration = Duration::from_millis(500);
 
+/// Commands handled per wake-up before expired messages are purged and stats refreshed.
+const DRAIN_BUDGET: usize = 4096;
+
 /// Settings of the embedded engine.
 #[derive(Clone, Copy, Debug)]
 pub struct LocalSettings {
@@ -30,6 +33,8 @@ pub struct LocalSettings {
     pub message_ttl: u32,
     /// Messages per replay answer.
     pub replay_max: usize,
+    /// Bytes (text encoding) per replay answer.
+    pub replay_max_bytes: usize,
     /// Store bounds.
     pub limits: StoreLimits,
 }
@@ -46,10 +51,19 @@ pub struct IdSource {
     counter: u64,
 }
 
+/// The counter starts at the start time's millisecond times this, so a process restarted within
+/// the same second still issues ids above its predecessor's (clients drop a repeated `mid` as a
+/// duplicate), with 10^12 ids of headroom per millisecond, and the counter stays below 2^53 for
+/// JavaScript's numbers.
+const COUNTER_PER_MS: u64 = 1_000_000_000_000;
+
 impl IdSource {
-    /// A source started at `start` Unix seconds.
-    pub fn new(start: u64) -> Self {
-        Self { start, counter: 0 }
+    /// A source started at `start_ms` Unix milliseconds.
+    pub fn new(start_ms: u64) -> Self {
+        Self {
+            start: start_ms / 1000,
+            counter: start_ms % 1000 * COUNTER_PER_MS,
+        }
     }
 
     /// The next id.
@@ -85,7 +99,7 @@ impl LocalEngine {
             cores,
             store: MemoryStore::new(settings.limits),
             interest: AHashMap::new(),
-            ids: IdSource::new(unix_ms() / 1000),
+            ids: IdSource::new(unix_ms()),
             settings,
             stats,
             targets: vec![false; n],
@@ -105,7 +119,7 @@ impl LocalEngine {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             // Drain what is queued without sleeping, then purge once.
-            for _ in 0..4096 {
+            for _ in 0..DRAIN_BUDGET {
                 match self.rx.try_recv() {
                     Ok(EngineCmd::Shutdown) => return,
                     Ok(cmd) => self.handle(cmd),

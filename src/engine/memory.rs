@@ -211,6 +211,19 @@ impl MemoryStore {
         max: usize,
         now: Instant,
     ) -> Replay {
+        self.replay_bounded(channels, since, max, usize::MAX, now)
+    }
+
+    /// [`MemoryStore::replay`] with a byte bound too: the page stops before the message that would
+    /// take the sum of text encodings past `max_bytes` (a page always has at least one message).
+    pub fn replay_bounded(
+        &self,
+        channels: &[Channel],
+        since: MessageId,
+        max: usize,
+        max_bytes: usize,
+        now: Instant,
+    ) -> Replay {
         // One cursor per channel history, positioned on its first id > since.
         let mut cursors: Vec<(&VecDeque<MessageId>, usize)> = Vec::with_capacity(channels.len());
         let mut heads: BinaryHeap<Reverse<(MessageId, usize)>> =
@@ -227,6 +240,7 @@ impl MemoryStore {
         }
 
         let mut replay = Replay::default();
+        let mut bytes = 0usize;
         let mut previous: Option<MessageId> = None;
         while let Some(Reverse((id, cursor))) = heads.pop() {
             if let Some((history, pos)) = cursors.get_mut(cursor) {
@@ -245,10 +259,13 @@ impl MemoryStore {
             if entry.expires_at <= now {
                 continue;
             }
-            if replay.messages.len() >= max {
+            let size = entry.msg.text.len();
+            let over_bytes = !replay.messages.is_empty() && bytes.saturating_add(size) > max_bytes;
+            if replay.messages.len() >= max || over_bytes {
                 replay.more = true;
                 break;
             }
+            bytes += size;
             replay.messages.push(entry.msg.clone());
         }
         replay

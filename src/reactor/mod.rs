@@ -48,6 +48,12 @@ pub const DEFAULT_READ_CHUNK: usize = 64 * 1024;
 pub const DEFAULT_READ_BUDGET: usize = 256 * 1024;
 /// Longest poll sleep: bounds how late a coarse timer or a shutdown check can be.
 const MAX_POLL: Duration = Duration::from_millis(1000);
+/// Read-process-write rounds per connection per turn (a pipelined request answered at once
+/// lets the next one proceed in the same turn, up to this many).
+const DRIVE_ROUNDS: usize = 8;
+/// Accepting resumes when the connection count falls below this share (in %) of the limit
+/// (hysteresis, so a full server does not flap between accepting and refusing).
+const ACCEPT_RESUME_PERCENT: usize = 90;
 /// Socket events taken per poll call.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -340,7 +346,7 @@ impl Core {
         };
         let mut budget = DEFAULT_READ_BUDGET;
         let mut flow = Flow::Continue;
-        for _ in 0..8 {
+        for _ in 0..DRIVE_ROUNDS {
             let mut progress = false;
             flow = conn.session.resume(now, &mut cx);
             // Read until WouldBlock, end of stream, backpressure or budget.
@@ -442,7 +448,7 @@ impl Core {
             conn_log!(debug, self.index, slot, conn.peer, "closed");
             // Dropping the socket closes it and removes it from the poll set.
         }
-        if self.accept_paused && self.conns.len() < self.max_conns * 9 / 10 {
+        if self.accept_paused && self.conns.len() < self.max_conns * ACCEPT_RESUME_PERCENT / 100 {
             self.accept_paused = false;
             self.accept_ready.iter_mut().for_each(|r| *r = true);
             info!(
@@ -466,9 +472,9 @@ impl Core {
                             "[core={}] connection limit {} reached: accepting paused",
                             self.index, self.max_conns
                         );
+                        self.stats.accept_paused.add(1);
                     }
                     self.accept_paused = true;
-                    self.stats.refused.add(1);
                     return;
                 }
                 let (listener, kind) = &self.listeners[i];

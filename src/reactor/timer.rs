@@ -37,8 +37,8 @@ pub const DEFAULT_TICK: Duration = Duration::from_millis(10);
 
 /// Default number of slots: with [`DEFAULT_TICK`] one revolution spans 40.96 s.
 ///
-/// That covers the 40 s long-poll hold and the 20 s WebSocket ping budget of the Bitrix protocol,
-/// so almost every deadline fires on its first visit instead of being re-checked on later
+/// That covers the 40 s long-poll hold and the 10 s request-head deadline, so most deadlines fire
+/// on their first visit (the 75 s keep-alive and 120 s ping intervals take a few revolutions) instead of being re-checked on later
 /// revolutions, while the empty slot array costs only 4096 × 24 bytes = 96 KiB per core.
 pub const DEFAULT_SLOTS: usize = 4096;
 

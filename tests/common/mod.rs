@@ -365,6 +365,25 @@ impl Conn {
         Ok(response)
     }
 
+    /// Reads one response and returns its exact bytes (head, and a body framed by
+    /// `Content-Length` if the head has one).
+    pub fn raw_response(&mut self) -> Vec<u8> {
+        let until = deadline(WAIT);
+        let head_end = loop {
+            if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
+                break pos + 4;
+            }
+            self.fill(until).expect("a response head");
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let len: usize = head
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |v| v.parse().expect("Content-Length"));
+        self.take_exact(head_end + len, until)
+            .expect("the response body")
+    }
+
     /// Reads one response within [`WAIT`]; panics otherwise.
     pub fn response(&mut self) -> Response {
         self.try_response(deadline(WAIT)).expect("a response")
