@@ -25,8 +25,9 @@ use crossbeam_channel::{Sender as ChanSender, TrySendError};
 use crate::message::{Channel, ChannelId, MessageId, Sender, SharedMessage};
 
 /// Capacity of the queue from all cores to the engine. A full queue makes publishes answer 503
-/// at once (a reactor never waits); 65,536 commands absorb bursts of a few hundred milliseconds.
-pub const DEFAULT_ENGINE_QUEUE: usize = 65_536;
+/// at once (a reactor never waits); 16,384 commands absorb bursts of a few hundred milliseconds.
+/// The queue is allocated up front, so a larger one would cost memory on every idle server.
+pub const DEFAULT_ENGINE_QUEUE: usize = 16_384;
 
 /// Commands overflowed locally per core (subscribe/unsubscribe bookkeeping, which must not be
 /// lost) before the core refuses new subscriptions with 503.

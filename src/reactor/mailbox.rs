@@ -13,9 +13,10 @@ use mio::Waker;
 use crate::engine::CoreMsg;
 
 /// Capacity of a core's mailbox. The engine blocks when a core's mailbox is full (the core drains
-/// it every loop turn, so this is backpressure towards publishers, never a deadlock); 65,536
-/// entries hold about a second of deliveries at full speed.
-pub const DEFAULT_MAILBOX: usize = 65_536;
+/// it every loop turn, so this is backpressure towards publishers, never a deadlock). 16,384
+/// entries hold a burst of a few hundred milliseconds; the queue is allocated up front, so a
+/// larger one would cost memory on every idle server.
+pub const DEFAULT_MAILBOX: usize = 16_384;
 
 /// Messages taken from the mailbox per loop turn before socket events get their turn again.
 pub const DEFAULT_MAILBOX_BUDGET: usize = 1024;
