@@ -29,9 +29,18 @@ fn spec_example_tokens_sha1() {
         c.security_key = Some("secret".into());
         c.longpoll_hold = HOLD;
     });
-    assert_eq!(check(&srv, &format!("{PRIV}.491e10b57e6d7e4d2c5b52bf36b41ac7c9c9794d")), Ok(()));
     assert_eq!(
-        check(&srv, &format!("{PRIV}:{PUB}.883e209935036834ee11e9cc38a18c81fc5ee5aa")),
+        check(
+            &srv,
+            &format!("{PRIV}.491e10b57e6d7e4d2c5b52bf36b41ac7c9c9794d")
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            &srv,
+            &format!("{PRIV}:{PUB}.883e209935036834ee11e9cc38a18c81fc5ee5aa")
+        ),
         Ok(())
     );
     // One digit off, upper case, truncated, or the SHA-256 one: refused.
@@ -42,7 +51,11 @@ fn spec_example_tokens_sha1() {
         "491e10b57e6d7e4d2c5b52bf36b41ac7c9c979",
         "4048002ec5ff2ec0ea0d5a8cc577d5542744d62cdfb71f677645c382ec3373f8",
     ] {
-        assert_eq!(check(&srv, &format!("{PRIV}.{sig}")), Err(wrong.clone()), "{sig}");
+        assert_eq!(
+            check(&srv, &format!("{PRIV}.{sig}")),
+            Err(wrong.clone()),
+            "{sig}"
+        );
     }
 }
 
@@ -56,7 +69,13 @@ fn spec_example_token_sha256() {
     });
     let sha256 = "4048002ec5ff2ec0ea0d5a8cc577d5542744d62cdfb71f677645c382ec3373f8";
     assert_eq!(check(&srv, &format!("{PRIV}.{sha256}")), Ok(()));
-    assert!(check(&srv, &format!("{PRIV}.491e10b57e6d7e4d2c5b52bf36b41ac7c9c9794d")).is_err());
+    assert!(
+        check(
+            &srv,
+            &format!("{PRIV}.491e10b57e6d7e4d2c5b52bf36b41ac7c9c9794d")
+        )
+        .is_err()
+    );
 }
 
 /// spec/channels.md §1, §2: the token grammar: lower-case hex ids only, a signature of 40 to 128
@@ -68,15 +87,33 @@ fn token_grammar() {
     assert_eq!(check(&srv, &PRIV.to_uppercase()), wrong);
     assert_eq!(check(&srv, &PRIV[..31]), wrong);
     assert_eq!(check(&srv, &format!("{PRIV}0")), wrong);
-    assert_eq!(check(&srv, &format!("{PRIV}.{}", "a".repeat(39))), wrong, "39-byte signature");
-    assert_eq!(check(&srv, &format!("{PRIV}.{}", "a".repeat(130))), wrong, "130-byte signature");
-    assert_eq!(check(&srv, &format!("{PRIV}.{}", "a".repeat(41))), wrong, "odd length");
+    assert_eq!(
+        check(&srv, &format!("{PRIV}.{}", "a".repeat(39))),
+        wrong,
+        "39-byte signature"
+    );
+    assert_eq!(
+        check(&srv, &format!("{PRIV}.{}", "a".repeat(130))),
+        wrong,
+        "130-byte signature"
+    );
+    assert_eq!(
+        check(&srv, &format!("{PRIV}.{}", "a".repeat(41))),
+        wrong,
+        "odd length"
+    );
     // Without a key a private-only token's signature is not checked, whatever its bytes.
     assert_eq!(check(&srv, &format!("{PRIV}.{}", "z".repeat(40))), Ok(()));
     assert_eq!(check(&srv, &format!("{PRIV}.{}", "a".repeat(128))), Ok(()));
     // Without a key a public part is refused, signed or not.
     assert_eq!(check(&srv, &format!("{PRIV}:{PUB}")), wrong);
-    assert_eq!(check(&srv, &format!("{PRIV}:{PUB}.883e209935036834ee11e9cc38a18c81fc5ee5aa")), wrong);
+    assert_eq!(
+        check(
+            &srv,
+            &format!("{PRIV}:{PUB}.883e209935036834ee11e9cc38a18c81fc5ee5aa")
+        ),
+        wrong
+    );
     // Empty elements are skipped.
     assert_eq!(check(&srv, &format!("/{PRIV}//{PUB}/")), Ok(()));
 }
@@ -90,11 +127,20 @@ fn list_checks_in_order() {
         c.longpoll_hold = HOLD;
     });
     let mut list: Vec<String> = (0..101).map(|_| sign(KEY, &channel())).collect();
-    assert!(check(&srv, &list.join("/")).unwrap_err().starts_with("4018:"));
+    assert!(
+        check(&srv, &list.join("/"))
+            .unwrap_err()
+            .starts_with("4018:")
+    );
     list[50] = channel();
-    assert_eq!(check(&srv, &list.join("/")), Err("4010: Wrong Channel Id.".into()));
+    assert_eq!(
+        check(&srv, &list.join("/")),
+        Err("4010: Wrong Channel Id.".into())
+    );
     // 100 `private:public` tokens are fine (200 channels).
-    let pairs: Vec<String> = (0..100).map(|_| sign(KEY, &format!("{}:{}", channel(), channel()))).collect();
+    let pairs: Vec<String> = (0..100)
+        .map(|_| sign(KEY, &format!("{}:{}", channel(), channel())))
+        .collect();
     assert_eq!(check(&srv, &pairs.join("/")), Ok(()));
 }
 

@@ -168,3 +168,129 @@ fn private_public_tokens() {
     assert_eq!(r.status, 400);
     assert_eq!(r.text(), "4010: Wrong Channel Id.");
 }
+
+/// spec/history.md §3: a `mid` from an earlier id source (smaller start second, e.g. before a
+/// restart) replays every stored message.
+#[test]
+fn mid_from_earlier_source_replays_everything() {
+    let srv = start(|c| c.longpoll_hold = HOLD);
+    let ch = channel();
+    let mids: Vec<String> = (0..3)
+        .map(|n| srv.publish(&ch, &body(n), Some(60)))
+        .collect();
+    let earlier = format!(
+        "{:010}{}",
+        mids[0][..10].parse::<u64>().unwrap() - 1,
+        "9".repeat(16)
+    );
+    assert_eq!(mids_of(&poll(srv.sub, &ch, Some(&earlier))), mids);
+}
+
+/// spec/longpoll.md §2, spec/history.md §3: `mid` only chooses what is replayed; a live message is
+/// delivered whatever the `mid` (a client whose `mid` came from a clock that stepped back, or
+/// from another server, must not go deaf).
+#[test]
+fn mid_in_the_future_does_not_filter_live_messages() {
+    let srv = start(|c| c.longpoll_hold = Duration::from_millis(500));
+    let ch = channel();
+    let future = "99999999990000000000000000";
+    let mut held = start_poll(srv.sub, &ch, Some(future));
+    srv.wait_subscribers(&ch, 1);
+    let mid = srv.publish(&ch, &body(1), None);
+    let r = held.response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mids_of(&r), vec![mid]);
+}
+
+/// spec/history.md §2: an expired message is never reported as the newest id, even before the
+/// engine purges it.
+#[test]
+fn expired_message_not_in_last_message_id() {
+    let srv = start(|c| c.longpoll_hold = HOLD);
+    let ch = channel();
+    let old = srv.publish(&ch, &body(0), Some(60));
+    srv.publish(&ch, &body(1), Some(1));
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = poll(srv.sub, &ch, None);
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("Last-Message-Id"), Some(old.as_str()));
+}
+
+/// spec/history.md §2: a message whose cost alone exceeds `history_max_bytes` is removed at once,
+/// but still delivered live.
+#[test]
+fn message_larger_than_history_is_not_kept() {
+    let srv = start(|c| {
+        c.max_payload = 1024;
+        c.history_max_bytes = 1024;
+        c.longpoll_hold = HOLD;
+    });
+    let ch = channel();
+    let mut ws = Ws::connect(srv.sub, &ch, None);
+    srv.wait_subscribers(&ch, 1);
+    let big = format!(r#"{{"p":"{}"}}"#, "x".repeat(900));
+    let mid = srv.publish(&ch, &big, Some(60));
+    assert_eq!(ws.messages(1, WAIT)[0].mid, mid);
+    assert_eq!(poll(srv.sub, &ch, Some(MID_ZERO)).status, 304);
+}
+
+/// spec/publishing.md §1: `Message-Expiry` values: trimmed, `+` allowed; anything else is 0.
+#[test]
+fn message_expiry_values() {
+    let srv = start(|c| c.longpoll_hold = HOLD);
+    for (value, stored) in [
+        ("60", true),
+        (" \t60 ", true),
+        ("+5", true),
+        ("0", false),
+        ("-1", false),
+        ("1.5", false),
+        ("4294967296", false),
+        ("sixty", false),
+        ("", false),
+    ] {
+        let ch = channel();
+        let r = request(
+            srv.publ,
+            "POST",
+            &format!("/bitrix/pub/?CHANNEL_ID={ch}"),
+            &[("Message-Expiry", value)],
+            body(1).as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{value:?}");
+        let status = poll(srv.sub, &ch, Some(MID_ZERO)).status;
+        assert_eq!(status == 200, stored, "Message-Expiry {value:?}");
+    }
+}
+
+/// spec/limits.md §2: `replay_max = 0` is either refused by the configuration check, or a
+/// subscriber with a `mid` must not hang (its replay would never advance) and a live message
+/// must still arrive.
+#[test]
+fn replay_max_zero_refused_or_harmless() {
+    let mut config = test_config();
+    config.replay_max = 0;
+    config.listeners.truncate(1);
+    if config.validate().is_err() {
+        return;
+    }
+    let srv = start(|c| c.replay_max = 0);
+    let ch = channel();
+    srv.publish(&ch, &body(0), Some(60));
+    let mut ws = Ws::connect(srv.sub, &ch, Some(MID_ZERO));
+    srv.wait_subscribers(&ch, 1);
+    let mid = srv.publish(&ch, &body(1), None);
+    let got: Vec<String> = ws.messages(1, WAIT).into_iter().map(|m| m.mid).collect();
+    assert!(got.contains(&mid), "{got:?}");
+}
+
+/// spec/websocket.md §2: on a WebSocket too, `mid` does not filter live messages.
+#[test]
+fn websocket_mid_in_the_future_does_not_filter_live_messages() {
+    let srv = start_default();
+    let ch = channel();
+    let mut ws = Ws::connect(srv.sub, &ch, Some("99999999990000000000000000"));
+    srv.wait_subscribers(&ch, 1);
+    let mid = srv.publish(&ch, &body(1), None);
+    assert_eq!(ws.messages(1, WAIT)[0].mid, mid);
+}

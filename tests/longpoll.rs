@@ -429,3 +429,81 @@ fn large_message_delivered_whole() {
         Some(200_000)
     );
 }
+
+/// spec/longpoll.md §3, spec/history.md §3: with small replay pages, a client polling from its
+/// last `mid` while stored messages are published still sees every message once, in order.
+#[test]
+fn poll_loop_with_small_pages_sees_every_message_once() {
+    const N: usize = 200;
+    let srv = start(|c| {
+        c.longpoll_hold = HOLD;
+        c.replay_max = 7;
+    });
+    let ch = channel();
+    let (publ, ch2) = (srv.publ, ch.clone());
+    let publisher = std::thread::spawn(move || {
+        let mut c = Conn::connect(publ);
+        (0..N)
+            .map(|n| {
+                let path = format!("/bitrix/pub/?CHANNEL_ID={ch2}");
+                c.send(&format_request(
+                    "POST",
+                    &path,
+                    &[("Message-Expiry", "60")],
+                    body(n).as_bytes(),
+                ));
+                mid_of(&c.response())
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut c = Conn::connect(srv.sub);
+    let mut last = MID_ZERO.to_owned();
+    let mut got: Vec<String> = Vec::new();
+    let end = deadline(Duration::from_secs(20));
+    while got.len() < N {
+        assert!(Instant::now() < end, "only {} of {N}", got.len());
+        c.send(&format_request(
+            "GET",
+            &poll_path(&ch, Some(&last)),
+            &[],
+            b"",
+        ));
+        let r = c.response();
+        if r.status == 200 {
+            let msgs = parse_messages(&r.body);
+            assert!(
+                msgs.len() <= 7 || got.len() + msgs.len() > 0,
+                "page of {}",
+                msgs.len()
+            );
+            for m in msgs {
+                assert!(m.mid > last, "{} not after {last}", m.mid);
+                last = m.mid.clone();
+                got.push(m.mid);
+            }
+        } else {
+            assert_eq!(r.status, 304);
+        }
+    }
+    assert_eq!(got, publisher.join().expect("publisher"));
+}
+
+/// spec/longpoll.md §1: the parameters Bitrix clients add (`binaryMode`, `revision`, `rnd`, `tag`,
+/// `time`, …) and the conditional headers are ignored; the answer is text.
+#[test]
+fn client_extras_ignored() {
+    let srv = start_default();
+    let ch = channel();
+    let mid = srv.publish(&ch, &body(1), Some(60));
+    let path = format!(
+        "/bitrix/subws/?CHANNEL_ID={ch}&binaryMode=true&revision=19&clientId=x&tag=1&time=2&mid={MID_ZERO}&rnd=12345"
+    );
+    let headers = [
+        ("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ("If-None-Match", "7"),
+    ];
+    let r = request(srv.sub, "GET", &path, &headers, b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/plain"));
+    assert_eq!(parse_messages(&r.body)[0].mid, mid);
+}

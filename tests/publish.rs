@@ -390,3 +390,76 @@ fn byte_split_publish() {
     let mid = mid_of(&c.response());
     assert_eq!(ws.messages(1, WAIT)[0].mid, mid);
 }
+
+/// spec/publishing.md §1: any JSON value is a valid body, delivered as the `text` value.
+#[test]
+fn any_json_value_is_a_body() {
+    let srv = start_default();
+    let ch = channel();
+    let mut ws = Ws::connect(srv.sub, &ch, None);
+    srv.wait_subscribers(&ch, 1);
+    for b in ["42", "\"text\"", "[1,2,3]", "null", "  {\"a\":true}\n"] {
+        srv.publish(&ch, b, None);
+        let m = &ws.messages(1, WAIT)[0];
+        let expected: Value = serde_json::from_str(b).unwrap();
+        assert_eq!(m.text(), &expected, "{b:?}");
+    }
+}
+
+/// spec/publishing.md §1: the checks run in order: the channel list (4017) before the body
+/// (4013).
+#[test]
+fn publish_checks_in_order() {
+    let srv = start_default();
+    let r = publish_raw(srv.publ, "junk", b"", None);
+    assert_eq!(r.text(), "4017: No channels found.");
+    let r = publish_raw(srv.publ, &channel(), b"", None);
+    assert_eq!(r.text(), "4013: Wrong Request Data. The body is empty.");
+    let r = publish_raw(srv.publ, &channel(), b"{", None);
+    assert_eq!(r.text(), "4013: Wrong Request Data. The body is not JSON.");
+    // These errors keep the connection.
+    let mut c = Conn::connect(srv.publ);
+    c.send(&format_request(
+        "POST",
+        &format!("/pub/?CHANNEL_ID={}", channel()),
+        &[],
+        b"{",
+    ));
+    let r = c.response();
+    assert_eq!(r.status, 400);
+    assert!(!r.closes());
+    c.send(&format_request(
+        "POST",
+        &format!("/pub/?CHANNEL_ID={}", channel()),
+        &[],
+        b"{}",
+    ));
+    assert_eq!(c.response().status, 200);
+}
+
+/// spec/publishing.md §2: the 100-channel limit counts distinct accepted channels: duplicates
+/// and skipped tokens do not count.
+#[test]
+fn channel_limit_counts_distinct_accepted() {
+    let srv = start_default();
+    let mut list: Vec<String> = (0..100).map(|_| channel()).collect();
+    list.push(list[0].clone());
+    list.push("junk".into());
+    list.push(channel().to_uppercase());
+    let r = publish_raw(srv.publ, &list.join("/"), body(1).as_bytes(), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// spec/publishing.md §1: the answer comes after acceptance: a replay that starts after it sees
+/// the stored message.
+#[test]
+fn stored_before_answer() {
+    let srv = start(|c| c.longpoll_hold = HOLD);
+    for n in 0..20 {
+        let ch = channel();
+        let mid = srv.publish(&ch, &body(n), Some(60));
+        let r = poll(srv.sub, &ch, Some(MID_ZERO));
+        assert_eq!(r.status, 200);
+        assert_eq!(parse_messages(&r.body)[0].mid, mid);
+    }
+}

@@ -301,3 +301,119 @@ fn bad_config_file_names_the_line() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("longpoll_hold = 25"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fresh temporary directory for config files.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pushpull-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// spec/limits.md §2: configurations that break a rule are refused with exit status 2 and the
+/// setting named.
+#[test]
+fn config_rules_refused_with_setting_named() {
+    let dir = temp_dir("rules");
+    let cases = [
+        ("threads = 0\n", "threads"),
+        ("threads = 257\n", "threads"),
+        ("max_payload = 1000\n", "max_payload"),
+        (
+            "max_payload = 65536\nout_queue_bytes = 4096\n",
+            "out_queue_bytes",
+        ),
+        (
+            "max_payload = 65536\nhistory_max_bytes = 4096\n",
+            "history_max_bytes",
+        ),
+        ("longpoll_hold = 0\n", "longpoll_hold"),
+        ("ws_ping_interval = \"25h\"\n", "ws_ping_interval"),
+        ("message_ttl = 0\n", "message_ttl"),
+        ("channel_history = 0\n", "channel_history"),
+        ("max_channels_per_request = 0\n", "max_channels_per_request"),
+        ("log_level = \"loud\"\n", "log_level"),
+        ("threads = 4\nmax_connections = 2\n", "max_connections"),
+        (
+            "[[listener]]\nkind = \"sub\"\naddr = \"127.0.0.1:18001\"\n[[listener]]\nkind = \"pub\"\naddr = \"127.0.0.1:18001\"\n",
+            "listener",
+        ),
+        (
+            "[[listener]]\nkind = \"pub\"\naddr = \"127.0.0.1:18002\"\n",
+            "listener",
+        ),
+    ];
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let path = dir.join(format!("c{i}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let out = pushpull()
+            .arg("check-config")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field), "{text:?} should name {field}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// spec/limits.md §2: the redacted key printed by `check-config` is refused as a key, so a
+/// printed configuration cannot be fed back with its secret lost.
+#[test]
+fn redacted_key_placeholder_refused() {
+    let out = pushpull()
+        .args(["check-config", "--security-key", "abc"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).expect("UTF-8");
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("security_key"))
+        .expect("security_key line");
+    let dir = temp_dir("redacted");
+    let path = dir.join("c.toml");
+    std::fs::write(&path, format!("{line}\n")).expect("write");
+    let out = pushpull()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("security_key"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// spec/README.md, spec/limits.md: the output of `check-config` (without a key) is a valid
+/// configuration file that prints the same again.
+#[test]
+fn check_config_output_round_trips() {
+    let out = pushpull()
+        .args([
+            "check-config",
+            "--threads",
+            "3",
+            "--longpoll-hold",
+            "1500ms",
+            "--sub-listen",
+            "127.0.0.1:18005",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let first = String::from_utf8(out.stdout).expect("UTF-8");
+    let dir = temp_dir("roundtrip");
+    let path = dir.join("c.toml");
+    std::fs::write(&path, &first).expect("write");
+    let out = pushpull()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).expect("UTF-8"), first);
+    let _ = std::fs::remove_dir_all(&dir);
+}

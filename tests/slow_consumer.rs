@@ -24,15 +24,20 @@ fn slow_websocket_is_closed_others_unaffected() {
     let fast = Ws::connect(srv.sub, &ch, None);
     srv.wait_subscribers(&ch, 2);
 
-    // The fast reader reads until it has as many messages as the publisher reports in the end.
+    // The fast reader reads until it has as many messages as the publisher reports in the end,
+    // and reports its progress so that the publisher never runs far ahead of it: it must not
+    // become a slow consumer itself when the test threads are starved of CPU.
     let total = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(AtomicUsize::new(0));
     let reader_total = total.clone();
+    let reader_progress = progress.clone();
     let reader = std::thread::spawn(move || {
         let mut fast = fast;
         let mut got = Vec::new();
         let end = deadline(Duration::from_secs(60));
         loop {
             got.append(&mut fast.backlog);
+            reader_progress.store(got.len(), Ordering::Release);
             let want = reader_total.load(Ordering::Acquire);
             if want != 0 && got.len() >= want {
                 return (fast, got);
@@ -49,13 +54,23 @@ fn slow_websocket_is_closed_others_unaffected() {
     let started = Instant::now();
     let mut mids = Vec::with_capacity(MESSAGES);
     let mut publisher = Conn::connect(srv.publ);
-    // Pipelined in batches of 50 to keep the publishing quick. 5,000 messages overflow the
+    // Pipelined in batches of 20 to keep the publishing quick. 5,000 messages overflow the
     // queue plus the kernel's socket buffers on usual settings; on hosts with larger buffers,
     // publish more (up to 4x) until the server has cut the slow subscriber off.
     let mut n = 0;
     while n < MESSAGES || (n < 4 * MESSAGES && srv.core_sum("slow_closed") == 0) {
+        // At most 40 messages (about 45 KiB) between the publisher and the fast reader.
+        let end = deadline(Duration::from_secs(30));
+        while progress.load(Ordering::Acquire) + 40 < n {
+            assert!(
+                Instant::now() < end,
+                "the fast reader stalled at {}",
+                progress.load(Ordering::Acquire)
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
         let mut requests = Vec::new();
-        for _ in 0..50 {
+        for _ in 0..20 {
             let b = format!(r#"{{"module_id":"t","params":{{"n":{n}}},"pad":"{pad}"}}"#);
             requests.extend(format_request(
                 "POST",
@@ -66,7 +81,7 @@ fn slow_websocket_is_closed_others_unaffected() {
             n += 1;
         }
         publisher.send(&requests);
-        for _ in 0..50 {
+        for _ in 0..20 {
             let r = publisher.response();
             assert_eq!(r.status, 200, "{}", r.text());
             mids.push(mid_of(&r));
@@ -111,5 +126,59 @@ fn unread_long_poll_does_not_block_channel() {
     let mids: Vec<String> = (0..200).map(|n| srv.publish(&ch, &body(n), None)).collect();
     let got: Vec<String> = ws.messages(200, WAIT).into_iter().map(|m| m.mid).collect();
     assert_eq!(got, mids);
+    assert_eq!(srv.core_sum("slow_closed"), 0);
+}
+
+/// spec/limits.md (`out_queue_bytes`), spec/websocket.md §2: a reading WebSocket that replays a
+/// history larger than its output queue, while live messages keep arriving, is not mistaken for
+/// a slow consumer: replay pages are asked for only as the output drains, so it gets the whole
+/// history, then the live messages, in order. (Sizes are chosen so that a page plus every live
+/// message fit in the queue: the test holds even when the reader thread is starved of CPU.)
+#[test]
+fn replay_larger_than_out_queue_is_not_slow() {
+    const STORED: usize = 400;
+    const LIVE: usize = 100;
+    let srv = start(|c| {
+        c.max_payload = 16 * 1024;
+        c.out_queue_bytes = 256 * 1024;
+        c.replay_max = 20;
+    });
+    let ch = channel();
+    let pad = "s".repeat(1024);
+    let mut expected = Vec::new();
+    let mut publisher = Conn::connect(srv.publ);
+    let path = format!("/bitrix/pub/?CHANNEL_ID={ch}");
+    for n in 0..STORED {
+        let b = format!(r#"{{"n":{n},"pad":"{pad}"}}"#);
+        publisher.send(&format_request(
+            "POST",
+            &path,
+            &[("Message-Expiry", "60")],
+            b.as_bytes(),
+        ));
+        expected.push(mid_of(&publisher.response()));
+    }
+    let ws = Ws::connect(srv.sub, &ch, Some(MID_ZERO));
+    let reader = std::thread::spawn(move || {
+        let mut ws = ws;
+        let got: Vec<String> = ws
+            .messages(STORED + LIVE, Duration::from_secs(30))
+            .into_iter()
+            .map(|m| m.mid)
+            .collect();
+        (ws, got)
+    });
+    for n in 0..LIVE {
+        let b = format!(r#"{{"live":{n},"pad":"{pad}"}}"#);
+        publisher.send(&format_request("POST", &path, &[], b.as_bytes()));
+        expected.push(mid_of(&publisher.response()));
+    }
+    let (_ws, got) = reader.join().expect("reader");
+    assert!(
+        got == expected,
+        "got {} messages, first difference at {:?}",
+        got.len(),
+        got.iter().zip(&expected).position(|(a, b)| a != b)
+    );
     assert_eq!(srv.core_sum("slow_closed"), 0);
 }

@@ -409,7 +409,12 @@ fn shutdown_304_of_closing_request_says_close() {
     let srv = start_default();
     let ch = channel();
     let mut held = Conn::connect(srv.sub);
-    held.send(&format_request("GET", &poll_path(&ch, None), &[("Connection", "close")], b""));
+    held.send(&format_request(
+        "GET",
+        &poll_path(&ch, None),
+        &[("Connection", "close")],
+        b"",
+    ));
     srv.wait_subscribers(&ch, 1);
     let stopper = std::thread::spawn(move || drop(srv));
     let r = held.response();
@@ -417,4 +422,173 @@ fn shutdown_304_of_closing_request_says_close() {
     assert!(r.closes(), "headers: {:?}", r.headers);
     assert!(held.closed_within(WAIT));
     stopper.join().expect("shutdown");
+}
+
+/// spec/websocket.md §1: frames sent in the same packet as the upgrade request are read as
+/// WebSocket frames.
+#[test]
+fn frames_in_upgrade_packet() {
+    let srv = start_default();
+    let mut c = Conn::connect(srv.sub);
+    let mut bytes = upgrade_request(&ws_path(&channel(), None), "13");
+    bytes.extend(client_frame(true, op::PING, b"early", true));
+    c.send(&bytes);
+    assert_eq!(c.response().status, 101);
+    let mut ws = Ws {
+        conn: c,
+        backlog: Vec::new(),
+    };
+    let f = ws.frame();
+    assert_eq!((f.opcode, f.payload.as_slice()), (op::PONG, &b"early"[..]));
+}
+
+/// spec/websocket.md §6, spec/errors.md §3: each client protocol error closes with its code and
+/// reason.
+#[test]
+fn protocol_errors_close_with_code_and_reason() {
+    let srv = start(|c| c.max_payload = 1024);
+    let mut rsv = client_frame(true, op::TEXT, b"x", true);
+    rsv[0] |= 0x40;
+    let mut reserved = client_frame(true, 3, b"x", true);
+    reserved[0] = 0x83;
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            client_frame(true, op::TEXT, b"x", false),
+            1002,
+            "client frame not masked",
+        ),
+        (rsv, 1002, "reserved bits set"),
+        (reserved, 1002, "unknown opcode"),
+        (
+            client_frame(false, op::PING, b"x", true),
+            1002,
+            "fragmented control frame",
+        ),
+        (
+            client_frame(true, op::PING, &[b'x'; 126], true),
+            1002,
+            "control frame too long",
+        ),
+        (
+            client_frame(true, op::CONT, b"x", true),
+            1002,
+            "unexpected continuation frame",
+        ),
+        (
+            [
+                client_frame(false, op::TEXT, b"a", true),
+                client_frame(true, op::TEXT, b"b", true),
+            ]
+            .concat(),
+            1002,
+            "expected continuation frame",
+        ),
+        (
+            client_frame(true, op::CLOSE, &[3], true),
+            1002,
+            "bad close payload",
+        ),
+        (
+            client_frame(true, op::CLOSE, &1005u16.to_be_bytes(), true),
+            1002,
+            "invalid close code",
+        ),
+        (
+            client_frame(true, op::TEXT, &[0xff, 0xfe], true),
+            1007,
+            "invalid UTF-8",
+        ),
+        (
+            client_frame(true, op::TEXT, &[b'a'; 1025], true),
+            1009,
+            "frame too large",
+        ),
+        (
+            [
+                client_frame(false, op::TEXT, &[b'a'; 600], true),
+                client_frame(true, op::CONT, &[b'a'; 600], true),
+            ]
+            .concat(),
+            1009,
+            "message too large",
+        ),
+    ];
+    for (bytes, code, reason) in cases {
+        let mut ws = Ws::connect(srv.sub, &channel(), None);
+        ws.conn.send(&bytes);
+        assert_eq!(
+            ws.expect_close(WAIT),
+            (Some(code), reason.to_owned()),
+            "{reason}"
+        );
+        assert!(ws.conn.closed_within(WAIT), "{reason}");
+    }
+}
+
+/// spec/websocket.md §4: any pong counts, also an unsolicited one sent before the ping; pings
+/// go out on schedule even while messages flow.
+#[test]
+fn pings_on_schedule_any_pong_counts() {
+    let interval = Duration::from_millis(300);
+    let srv = start(|c| c.ws_ping_interval = interval);
+    let ch = channel();
+    let mut ws = Ws::connect(srv.sub, &ch, None);
+    srv.wait_subscribers(&ch, 1);
+    let started = Instant::now();
+    let mut pings = 0;
+    let mut messages = 0;
+    while started.elapsed() < interval * 4 {
+        // Keep messages flowing and answer pings in advance with an unrelated payload.
+        srv.publish(&ch, &body(messages), None);
+        ws.send_frame(op::PONG, b"unsolicited", true);
+        loop {
+            match ws.try_frame(deadline(Duration::from_millis(30))) {
+                Ok(f) if f.opcode == op::PING => pings += 1,
+                Ok(f) if f.opcode == op::TEXT => messages += parse_messages(&f.payload).len(),
+                Ok(f) => panic!("{f:?}"),
+                Err(ReadEnd::Timeout) => break,
+                Err(ReadEnd::Closed) => panic!("closed after {pings} pings"),
+            }
+        }
+    }
+    assert!(pings >= 2, "{pings} pings in {:?}", started.elapsed());
+    assert!(messages > 0);
+}
+
+/// spec/websocket.md §6: messages queued before a client close are sent before the echo.
+#[test]
+fn queued_messages_before_close_echo() {
+    let srv = start_default();
+    let ch = channel();
+    let mut ws = Ws::connect(srv.sub, &ch, None);
+    srv.wait_subscribers(&ch, 1);
+    let mid = srv.publish(&ch, &body(1), None);
+    ws.send_frame(op::CLOSE, &1000u16.to_be_bytes(), true);
+    let f = ws.frame();
+    assert_eq!(f.opcode, op::TEXT, "the message first");
+    assert_eq!(parse_messages(&f.payload)[0].mid, mid);
+    assert_eq!(ws.expect_close(WAIT), (Some(1000), String::new()));
+}
+
+/// spec/websocket.md §2: with small replay pages and live messages during the replay, a
+/// WebSocket gets everything once and in order, including live messages that were not stored.
+#[test]
+fn small_pages_with_live_traffic() {
+    let srv = start(|c| c.replay_max = 3);
+    let ch = channel();
+    let mut expected: Vec<String> = (0..50)
+        .map(|n| srv.publish(&ch, &body(n), Some(60)))
+        .collect();
+    let mut ws = Ws::connect(srv.sub, &ch, Some(MID_ZERO));
+    // Some stored, some not: live delivery must cover the unstored ones.
+    expected.extend(
+        (50..100).map(|n| srv.publish(&ch, &body(n), if n % 2 == 0 { Some(60) } else { None })),
+    );
+    let got: Vec<String> = ws
+        .messages(expected.len(), Duration::from_secs(10))
+        .into_iter()
+        .map(|m| m.mid)
+        .collect();
+    assert_eq!(got, expected);
+    ws.expect_no_message(Duration::from_millis(200));
 }

@@ -545,3 +545,25 @@ fn keys_in_text_order(json: &str, depth: usize) -> Vec<String> {
     }
     keys
 }
+
+/// spec/text-format.md §2: the exact rewriting of line terminators, from the spec's example.
+#[test]
+fn line_terminators_rewritten_exactly() {
+    let srv = start_default();
+    let ch = channel();
+    srv.publish(&ch, "{\"n\":\n 2}\r\n", Some(60));
+    srv.publish(&ch, "{\"s\":\"a\u{2028}b\u{2029}c\"}", Some(60));
+    let r = poll(srv.sub, &ch, Some(MID_ZERO));
+    let body = r.text();
+    let frames: Vec<&str> = body.split(NME).filter(|f| !f.is_empty()).collect();
+    assert!(
+        frames[0].ends_with(r#""text":{"n":  2}  }"#),
+        "{}",
+        frames[0]
+    );
+    assert!(
+        frames[1].ends_with(r#""text":{"s":"a\u2028b\u2029c"}}"#),
+        "{}",
+        frames[1]
+    );
+}

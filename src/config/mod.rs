@@ -525,7 +525,8 @@ impl Config {
             });
         }
         for (i, l) in self.listeners.iter().enumerate() {
-            if self.listeners[..i].iter().any(|prev| prev.addr == l.addr) {
+            // Port 0 asks the system for a free port: every such listener gets its own.
+            if l.addr.port() != 0 && self.listeners[..i].iter().any(|prev| prev.addr == l.addr) {
                 return Err(ConfigError::Invalid {
                     field: "listener",
                     message: format!("address {} is listed more than once", l.addr),

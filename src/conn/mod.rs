@@ -199,34 +199,37 @@ impl Sub {
         self.pending.push(msg);
     }
 
-    /// A replay page; `paging` says how it ends the replay.
+    /// A replay page; `paging` says how it ends the replay. Held live messages up to the page's
+    /// last id are merged into it in id order (unstored ones are in no page), the rest stay held
+    /// for the next page, or follow the last page.
     fn replayed(&mut self, messages: Vec<SharedMessage>, paging: Paging, last: Option<MessageId>) {
         self.last_stored = self.last_stored.max(last);
-        self.held.retain(|h| !messages.iter().any(|m| m.id == h.id));
-        for msg in messages {
+        let page_last = messages.last().map(|m| m.id);
+        let held = std::mem::take(&mut self.held);
+        let (mut merged, keep): (Vec<_>, Vec<_>) = match paging {
+            Paging::Done => (held, Vec::new()),
+            Paging::Continue | Paging::Stop => held
+                .into_iter()
+                .partition(|h| page_last.is_some_and(|last| h.id <= last)),
+        };
+        merged.extend(messages);
+        merged.sort_by_key(|m| m.id);
+        merged.dedup_by_key(|m| m.id);
+        for msg in merged {
             if self.last_sent.is_none_or(|l| msg.id > l) {
                 self.push(msg);
             }
         }
-        match paging {
-            Paging::Continue => self.phase = Phase::PageWanted,
-            Paging::Done => {
-                let mut held = std::mem::take(&mut self.held);
-                held.sort_by_key(|m| m.id);
-                for msg in held {
-                    if self.last_sent.is_none_or(|l| msg.id > l) {
-                        self.push(msg);
-                    }
-                }
-                self.phase = Phase::Live;
+        self.phase = match paging {
+            Paging::Continue => {
+                self.held = keep;
+                Phase::PageWanted
             }
-            // More stored messages follow this page: the live ones are newer than those and
-            // would move the client's `mid` past them, so they are left to the next request.
-            Paging::Stop => {
-                self.held = Vec::new();
-                self.phase = Phase::Final;
-            }
-        }
+            Paging::Done => Phase::Live,
+            // More stored messages follow this page: the newer live ones would move the
+            // client's `mid` past them, so they are left to its next request.
+            Paging::Stop => Phase::Final,
+        };
         self.recount();
     }
 
