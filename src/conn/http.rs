@@ -9,7 +9,8 @@ use serde_json::json;
 use super::{Cx, Poll, Session, State, Sub, respond, websocket};
 use crate::config::ListenerKind;
 use crate::engine::{EngineCmd, PublishError};
-use crate::message::{ChannelId, MessageId, Sender};
+use crate::message::{Channel, ChannelId, MessageId, Sender};
+use crate::proto::channel::ChannelError;
 use crate::proto::http::{
     BodyFraming, HeadLimits, Method, Persistence, RequestHead, parse_request_head, query_param,
 };
@@ -196,21 +197,15 @@ fn dispatch(s: &mut Session, head: RequestHead, now: Instant, cx: &mut Cx<'_>) {
 /// `GET <sub path>` without upgrade: a long-poll (spec/longpoll.md §2).
 fn long_poll(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>) {
     let p = head.persistence;
-    let config = &cx.shared.config;
-    let list = query_param(&head.query, "CHANNEL_ID").unwrap_or_default();
-    let channels = match cx
-        .shared
-        .signer
-        .subscription(&list, config.max_channels_per_request)
-    {
-        Ok(sub) => sub.channels,
+    let (channels, since) = match subscription_request(head, cx) {
+        Ok(request) => request,
         Err(e) => {
             respond::error(&mut s.out, 400, e.code(), e.reason(), p);
             s.finish_request(p, now, cx);
             return;
         }
     };
-    let since = query_param(&head.query, "mid").and_then(|m| MessageId::parse(&m));
+    let config = &cx.shared.config;
     let hold_until = now + config.longpoll_hold;
     let Some(sub) = Sub::start(channels, since, cx) else {
         busy(s, p, now, cx);
@@ -223,6 +218,18 @@ fn long_poll(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>)
         persistence: p,
         since,
     }));
+}
+
+/// The channels and `mid` of a subscribe request (spec/longpoll.md §1, spec/channels.md §2).
+pub(super) fn subscription_request(
+    head: &RequestHead,
+    cx: &Cx<'_>,
+) -> Result<(Vec<Channel>, Option<MessageId>), ChannelError> {
+    let list = query_param(&head.query, "CHANNEL_ID").unwrap_or_default();
+    let max = cx.shared.config.max_channels_per_request;
+    let channels = cx.shared.signer.subscription(&list, max)?.channels;
+    let since = query_param(&head.query, "mid").and_then(|m| MessageId::parse(&m));
+    Ok((channels, since))
 }
 
 /// `POST <pub path>`: checks the head, then waits for the body (spec/publishing.md §1).

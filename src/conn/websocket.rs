@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use super::{Cx, Flow, Session, State, Sub, respond};
-use crate::message::MessageId;
-use crate::proto::http::{Persistence, RequestHead, query_param};
+use super::{Cx, Flow, Session, State, Sub, http, respond};
+use crate::proto::http::{Persistence, RequestHead};
 use crate::proto::ws::{self, Incoming, Opcode, Reader};
 
 /// Payload of the server's ping frames (as the reference sends).
@@ -48,14 +47,8 @@ pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mu
         return;
     };
     respond::switching_protocols(&mut s.out, &ws::accept_key(key));
-    let config = &cx.shared.config;
-    let list = query_param(&head.query, "CHANNEL_ID").unwrap_or_default();
-    let channels = match cx
-        .shared
-        .signer
-        .subscription(&list, config.max_channels_per_request)
-    {
-        Ok(sub) => sub.channels,
+    let (channels, since) = match http::subscription_request(head, cx) {
+        Ok(request) => request,
         Err(e) => {
             // The newer reference accepts the upgrade and closes with the code: that is what
             // clients react to (spec/websocket.md §5).
@@ -65,7 +58,7 @@ pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mu
             return;
         }
     };
-    let since = query_param(&head.query, "mid").and_then(|m| MessageId::parse(&m));
+    let config = &cx.shared.config;
     let next_ping = now + config.ws_ping_interval;
     let max = config.max_payload;
     let Some(sub) = Sub::start(channels, since, cx) else {

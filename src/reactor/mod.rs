@@ -64,6 +64,20 @@ macro_rules! conn_log {
     };
 }
 
+/// A session's [`Cx`] built from the core's fields (not a method: the connection itself stays
+/// borrowed from the slab meanwhile).
+macro_rules! core_cx {
+    ($core:expr, $conn:expr) => {
+        Cx {
+            conn: $conn,
+            hub: &mut $core.hub,
+            engine: &mut $core.engine,
+            shared: &$core.shared,
+            stats: &$core.stats,
+        }
+    };
+}
+
 /// Everything a core needs, built by the server before the thread starts.
 pub struct CoreSetup {
     /// Core index.
@@ -273,13 +287,7 @@ impl Core {
                     if conn.generation != target.generation {
                         continue;
                     }
-                    let mut cx = Cx {
-                        conn: target,
-                        hub: &mut self.hub,
-                        engine: &mut self.engine,
-                        shared: &self.shared,
-                        stats: &self.stats,
-                    };
+                    let mut cx = core_cx!(self, target);
                     match conn.session.on_engine(answer, now, &mut cx) {
                         Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
                         Flow::Abort => self.to_close.push(slot),
@@ -300,13 +308,7 @@ impl Core {
             return;
         }
         conn.armed = None;
-        let mut cx = Cx {
-            conn: conn_ref(self.index, slot, conn.generation),
-            hub: &mut self.hub,
-            engine: &mut self.engine,
-            shared: &self.shared,
-            stats: &self.stats,
-        };
+        let mut cx = core_cx!(self, conn_ref(self.index, slot, conn.generation));
         match conn.session.on_timeout(now, &mut cx) {
             Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
             Flow::Abort => {
@@ -337,13 +339,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let mut cx = Cx {
-            conn: conn_ref(self.index, slot, conn.generation),
-            hub: &mut self.hub,
-            engine: &mut self.engine,
-            shared: &self.shared,
-            stats: &self.stats,
-        };
+        let mut cx = core_cx!(self, conn_ref(self.index, slot, conn.generation));
         let mut budget = DEFAULT_READ_BUDGET;
         let mut flow = Flow::Continue;
         for _ in 0..DRIVE_ROUNDS {
@@ -436,13 +432,7 @@ impl Core {
                 continue;
             }
             let mut conn = self.conns.remove(slot);
-            let mut cx = Cx {
-                conn: conn_ref(self.index, slot, conn.generation),
-                hub: &mut self.hub,
-                engine: &mut self.engine,
-                shared: &self.shared,
-                stats: &self.stats,
-            };
+            let mut cx = core_cx!(self, conn_ref(self.index, slot, conn.generation));
             conn.session.release(now, &mut cx);
             self.stats.connections.sub(1);
             conn_log!(debug, self.index, slot, conn.peer, "closed");
@@ -536,13 +526,7 @@ impl Core {
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
-            let mut cx = Cx {
-                conn: conn_ref(self.index, slot, conn.generation),
-                hub: &mut self.hub,
-                engine: &mut self.engine,
-                shared: &self.shared,
-                stats: &self.stats,
-            };
+            let mut cx = core_cx!(self, conn_ref(self.index, slot, conn.generation));
             match conn.session.shutdown(now, &mut cx) {
                 Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
                 Flow::Abort => self.to_close.push(slot),
