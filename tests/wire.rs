@@ -437,8 +437,6 @@ fn server_ping_exact_bytes() {
 #[test]
 fn server_stat_format() {
     let srv = start(|c| c.threads = 2);
-    // The spec also says "any method" and "any path starting with /server-stat"; the code
-    // answers 405 to other methods and 404 to `/server-statistics` (reported, not pinned here).
     for (method, path) in [("GET", "/server-stat/"), ("GET", "/server-stat")] {
         let r = request(srv.publ, method, path, &[], b"");
         assert_eq!(r.status, 200, "{method} {path}");
@@ -469,7 +467,6 @@ fn server_stat_format() {
         let mut sorted = core_keys.clone();
         sorted.sort();
         assert_eq!(core_keys, sorted, "alphabetical: {first_core}");
-        // The spec also lists `refused`, which the code now calls `accept_paused` (reported).
         for key in [
             "accepted",
             "connections",

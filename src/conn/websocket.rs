@@ -24,6 +24,13 @@ pub struct Ws {
 /// `GET <sub path>` with `Upgrade: websocket` (spec/websocket.md §1).
 pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>) {
     let p = head.persistence;
+    if s.skip > 0 {
+        // After the upgrade the bytes would be read as frames.
+        let reason = b"400: A WebSocket upgrade request carries no body.";
+        respond::plain(&mut s.out, 400, "text/plain", reason, Persistence::Close);
+        s.close(now, cx);
+        return;
+    }
     if head.ws_version.as_deref().map(str::trim) != Some("13") {
         respond::upgrade_required(&mut s.out, p);
         s.finish_request(p, now, cx);

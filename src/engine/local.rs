@@ -246,9 +246,14 @@ impl LocalEngine {
         let now = Instant::now();
         let (messages, more) = match since {
             Some(since) => {
-                let page = self
-                    .store
-                    .replay(channels, since, self.settings.replay_max, now);
+                let s = &self.settings;
+                let page = self.store.replay_bounded(
+                    channels,
+                    since,
+                    s.replay_max,
+                    s.replay_max_bytes,
+                    now,
+                );
                 (page.messages, page.more)
             }
             None => (Vec::new(), false),

@@ -451,7 +451,8 @@ impl Core {
 
     /// Accepts until WouldBlock on every ready listener, within the connection limit.
     fn accept(&mut self, now: Instant) {
-        if self.stopping.is_some() {
+        // Paused until the count falls below ACCEPT_RESUME_PERCENT of the limit (close_pending).
+        if self.stopping.is_some() || self.accept_paused {
             return;
         }
         for i in 0..self.listeners.len() {
