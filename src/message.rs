@@ -186,6 +186,50 @@ pub struct Message {
     pub receivers: Box<[Channel]>,
     /// The text-mode encoding `#!NGINXNMS!#{…}#!NGINXNME!#` (spec/text-format.md).
     pub text: Bytes,
+    /// The binary-mode encoding: a protobuf `ResponseBatch` holding this one message
+    /// (spec/binary.md §2). Batches concatenate into one batch.
+    pub binary: Bytes,
+}
+
+impl Message {
+    /// Builds a message and its wire encodings; `now_ms` is the wall clock in Unix milliseconds.
+    pub fn new(
+        id: MessageId,
+        body: Bytes,
+        expiry: u32,
+        sender: Sender,
+        receivers: Box<[Channel]>,
+        now_ms: u64,
+    ) -> Self {
+        let created = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        Self {
+            id,
+            text: crate::proto::text::encode(id, &body, now_ms),
+            binary: crate::proto::pb::encode_message(id, &body, expiry, created, sender),
+            body,
+            created,
+            expiry,
+            sender,
+            receivers,
+        }
+    }
+
+    /// The encoding of a wire format.
+    pub fn encoded(&self, format: Format) -> &Bytes {
+        match format {
+            Format::Text => &self.text,
+            Format::Binary => &self.binary,
+        }
+    }
+}
+
+/// The wire format a subscriber asked for (spec/binary.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `#!NGINXNMS!#…#!NGINXNME!#` text (queue-server versions 1–3).
+    Text,
+    /// Protobuf `ResponseBatch` (`binaryMode=true`, queue-server version 4).
+    Binary,
 }
 
 /// A message as it travels between the engine and the cores.

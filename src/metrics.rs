@@ -4,7 +4,10 @@
 //! lines: no lock, no contention); `/server-stat/` reads them all. The engine owns one
 //! [`EngineStats`].
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
@@ -101,6 +104,42 @@ impl CoreStats {
     }
 }
 
+/// Requests by command and messages by type since midnight UTC, as the reference's `daily`
+/// statistics (spec/publishing.md §6).
+#[derive(Debug, Default)]
+pub struct Daily {
+    day: u64,
+    requests: BTreeMap<String, u64>,
+    messages: BTreeMap<String, u64>,
+}
+
+impl Daily {
+    fn roll(&mut self, unix_secs: u64) {
+        let day = unix_secs / 86_400;
+        if day != self.day {
+            self.day = day;
+            self.requests.clear();
+            self.messages.clear();
+        }
+    }
+
+    fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+        match map.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                // The label set is bounded by the label pattern; the command set is fixed.
+                map.insert(key.to_owned(), 1);
+            }
+        }
+    }
+
+    /// The JSON object `{"requests":{…},"messages":{…}}`.
+    pub fn to_json(&mut self, unix_secs: u64) -> Value {
+        self.roll(unix_secs);
+        json!({ "requests": self.requests, "messages": self.messages })
+    }
+}
+
 /// The engine's statistics.
 #[derive(Debug, Default)]
 pub struct EngineStats {
@@ -112,9 +151,36 @@ pub struct EngineStats {
     pub stored_bytes: Stat,
     /// See [`names::CHANNELS`].
     pub channels: Stat,
+    /// Daily counts. A lock, but off the delivery path: taken once per publication by the
+    /// engine and once per protobuf request or stats query by a core.
+    pub daily: Mutex<Daily>,
 }
 
 impl EngineStats {
+    /// Counts a published message of type `label`.
+    pub fn count_message(&self, label: &str) {
+        if let Ok(mut daily) = self.daily.lock() {
+            daily.roll(unix_secs());
+            Daily::bump(&mut daily.messages, label);
+        }
+    }
+
+    /// Counts a protobuf request of `command`.
+    pub fn count_request(&self, command: &str) {
+        if let Ok(mut daily) = self.daily.lock() {
+            daily.roll(unix_secs());
+            Daily::bump(&mut daily.requests, command);
+        }
+    }
+
+    /// The daily counts as JSON.
+    pub fn daily_json(&self) -> Value {
+        match self.daily.lock() {
+            Ok(mut daily) => daily.to_json(unix_secs()),
+            Err(_) => json!({ "requests": {}, "messages": {} }),
+        }
+    }
+
     /// Adds the engine's figures to a JSON object.
     pub fn fill(&self, out: &mut Map<String, Value>) {
         out.insert(names::PUBLISHED.into(), self.published.get().into());
@@ -125,4 +191,10 @@ impl EngineStats {
         out.insert(names::STORED_BYTES.into(), self.stored_bytes.get().into());
         out.insert(names::CHANNELS.into(), self.channels.get().into());
     }
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

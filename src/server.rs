@@ -119,6 +119,8 @@ impl Server {
             replay_max: shared.config.replay_max,
             // Half the output queue: a page plus what is still unsent stays under the limit.
             replay_max_bytes: shared.config.out_queue_bytes / 2,
+            online_window: shared.config.online_ttl + shared.config.online_delta,
+            max_conn_per_channel: shared.config.max_conn_per_channel,
             limits: StoreLimits {
                 channel_history: shared.config.channel_history,
                 max_bytes: shared.config.history_max_bytes,

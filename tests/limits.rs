@@ -148,9 +148,10 @@ fn wrong_method_is_405() {
     assert!(r.header("Allow").is_some_and(|a| a.contains("POST")));
 }
 
-/// spec/publishing.md §1, spec/errors.md: a chunked publish is 411; `binaryMode=true` is 501.
+/// spec/publishing.md §1, spec/errors.md: a chunked publish is 411; an undecodable
+/// `binaryMode=true` request is 400 `4013`.
 #[test]
-fn chunked_and_binary_publish_refused() {
+fn chunked_and_bad_binary_publish_refused() {
     let srv = start_default();
     let mut c = Conn::connect(srv.publ);
     let b = body(1);
@@ -171,8 +172,8 @@ fn chunked_and_binary_publish_refused() {
         &[],
         b"\x0a\x00",
     );
-    assert_eq!(r.status, 501);
-    assert!(r.text().starts_with("4015"), "{}", r.text());
+    assert_eq!(r.status, 400);
+    assert_eq!(r.text(), "4013: Wrong Request Data.");
     assert_eq!(srv.stats()["published"], 0);
 }
 

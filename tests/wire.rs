@@ -256,28 +256,18 @@ fn publish_200_exact_bytes() {
     );
 }
 
-/// spec/errors.md §1: the exact `501` for `binaryMode=true`, checked first (before chunked).
+/// spec/errors.md §1, spec/binary.md §3: an undecodable protobuf request, exact bytes.
 #[test]
-fn binary_mode_501_exact_bytes() {
+fn bad_binary_request_exact_bytes() {
     let srv = start_default();
     let got = raw(
         srv.publ,
-        format!(
-            "POST /bitrix/pub/?CHANNEL_ID={}&binaryMode=true HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            channel()
-        )
-        .as_bytes(),
-    );
-    // Clients rely on the status code only (errors.md §1): the phrase is not compared.
-    let got = got.replacen(
-        got.split("\r\n").next().unwrap(),
-        "HTTP/1.1 501 <phrase>",
-        1,
+        b"POST /bitrix/pub/?binaryMode=true HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n\xff\xff",
     );
     assert_eq!(
         got,
-        "HTTP/1.1 501 <phrase>\r\nContent-Type: text/plain\r\nAccess-Control-Allow-Origin: *\r\n\
-         Content-Length: 50\r\nConnection: close\r\n\r\n4015: Binary mode is not supported by this server."
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nAccess-Control-Allow-Origin: *\r\n\
+         Content-Length: 25\r\nConnection: close\r\n\r\n4013: Wrong Request Data."
     );
 }
 
@@ -448,9 +438,13 @@ fn server_stat_format() {
         let keys = keys_in_text_order(&body, 2);
         let top = [
             "channels",
+            "clusterMode",
             "connections",
             "cores",
+            "daily",
+            "date",
             "delivered",
+            "limits",
             "pid",
             "pollings",
             "processUniqueId",

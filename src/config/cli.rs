@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::storage::{RedisAddr, StorageLayer, StorageType, parse_redis_addr};
 use super::{
     ConfigError, DEFAULT_LOG_LEVEL, DEFAULT_LONGPOLL_HOLD, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MESSAGE_TTL, DEFAULT_PUB_LISTEN, DEFAULT_SUB_LISTEN, DEFAULT_WS_PING_INTERVAL,
-    LOG_LEVELS, Layer, MAX_THREADS, file,
+    DEFAULT_MESSAGE_TTL, DEFAULT_ONLINE_TTL, DEFAULT_PUB_LISTEN, DEFAULT_SUB_LISTEN,
+    DEFAULT_WS_PING_INTERVAL, LOG_LEVELS, Layer, MAX_THREADS, file,
 };
 
 /// Prefix of every environment variable pushpull reads.
@@ -32,6 +33,28 @@ pub struct Cli {
         help = "TOML configuration file [env: PUSHPULL_CONFIG] [default: none]"
     )]
     pub config: Option<PathBuf>,
+
+    /// The Node push server's configuration folder (or one of its files).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help = "Read the Node push server's push-server-sub/pub-<port>.json files in DIR \
+                  (e.g. /etc/push-server) under the TOML file, env and flags \
+                  [env: PUSHPULL_BITRIX_CONFIG] [default: none]"
+    )]
+    pub bitrix_config: Option<PathBuf>,
+
+    /// The BitrixVM push-server-multi sysconfig file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help = "Read the BitrixVM push-server-multi file (e.g. /etc/sysconfig/push-server-multi): \
+                  ports from BASE_*/ID_*, SECURITY_KEY, REDIS_SOCK; the JSON files win \
+                  [env: PUSHPULL_BITRIX_SYSCONFIG] [default: none]"
+    )]
+    pub bitrix_sysconfig: Option<PathBuf>,
 
     /// Worker threads.
     #[arg(long, global = true, value_name = "N",
@@ -107,6 +130,46 @@ pub struct Cli {
                          LOG_LEVELS.join("|")))]
     pub log_level: Option<String>,
 
+    /// Online TTL.
+    #[arg(long, global = true, value_name = "DUR", value_parser = file::parse_duration,
+          help = format!("A channel stays online this long (plus online_delta) after its last \
+                          long-poll request or WebSocket pong [env: PUSHPULL_ONLINE_TTL] \
+                          [default: {}]", file::format_duration(DEFAULT_ONLINE_TTL)))]
+    pub online_ttl: Option<Duration>,
+
+    /// Message store kind.
+    #[arg(
+        long,
+        global = true,
+        value_name = "TYPE",
+        value_enum,
+        help = "Message store: memory (this process) or redis [env: PUSHPULL_STORAGE] \
+                  [default: memory]"
+    )]
+    pub storage: Option<StorageType>,
+
+    /// Redis address; implies `--storage redis`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        value_parser = parse_redis_addr,
+        help = "Redis server, HOST:PORT or a Unix socket path starting with '/'; implies \
+                  --storage redis [env: PUSHPULL_REDIS_HOST, PUSHPULL_REDIS_PORT, \
+                  PUSHPULL_REDIS_SOCKET] [default: 127.0.0.1:6379]"
+    )]
+    pub redis: Option<RedisAddr>,
+
+    /// State file of the embedded engine.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help = "Where stored messages and the id counter are saved at shutdown and reloaded \
+                  at start (memory storage) [env: PUSHPULL_STATE_FILE] [default: none]"
+    )]
+    pub state_file: Option<PathBuf>,
+
     /// What to do; `run` when absent.
     #[command(subcommand)]
     pub subcommand: Option<Command>,
@@ -132,6 +195,16 @@ impl Cli {
         fn list(addrs: &[SocketAddr]) -> Option<Vec<SocketAddr>> {
             (!addrs.is_empty()).then(|| addrs.to_vec())
         }
+        let storage = (self.storage.is_some() || self.redis.is_some()).then(|| {
+            let mut s = StorageLayer {
+                kind: self.storage,
+                ..StorageLayer::default()
+            };
+            if let Some(addr) = self.redis.clone() {
+                s.set_addr(addr);
+            }
+            s
+        });
         Layer {
             threads: self.threads,
             sub_listen: list(&self.sub_listen),
@@ -143,6 +216,9 @@ impl Cli {
             message_ttl: self.message_ttl,
             max_connections: self.max_connections,
             log_level: self.log_level.clone(),
+            online_ttl: self.online_ttl.map(file::Dur),
+            state_file: self.state_file.clone(),
+            storage,
             ..Layer::default()
         }
     }
@@ -165,20 +241,36 @@ pub(crate) fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
     Ok(out)
 }
 
-/// The settings the environment sets, and the config file it names (`PUSHPULL_CONFIG`).
+/// The files the environment names.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct EnvSources {
+    /// `PUSHPULL_CONFIG`.
+    pub(crate) config: Option<PathBuf>,
+    /// `PUSHPULL_BITRIX_CONFIG`.
+    pub(crate) bitrix_config: Option<PathBuf>,
+    /// `PUSHPULL_BITRIX_SYSCONFIG`.
+    pub(crate) bitrix_sysconfig: Option<PathBuf>,
+}
+
+/// The settings the environment sets, and the files it names (`PUSHPULL_CONFIG`,
+/// `PUSHPULL_BITRIX_CONFIG`, `PUSHPULL_BITRIX_SYSCONFIG`).
 ///
 /// Empty values count as unset, except `PUSHPULL_SECURITY_KEY=`, which sets an empty key (no
 /// signature checks). Variables with the prefix that pushpull does not know are ignored, so
 /// other tools may share the prefix. When a name repeats, the last value wins.
-pub(crate) fn env_layer(env: &[(String, String)]) -> Result<(Layer, Option<PathBuf>), ConfigError> {
+pub(crate) fn env_layer(env: &[(String, String)]) -> Result<(Layer, EnvSources), ConfigError> {
     let mut layer = Layer::default();
-    let mut config_path = None;
+    let mut sources = EnvSources::default();
     for (name, value) in env {
         let Some(key) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
         if key == "SECURITY_KEY" {
             layer.security_key = Some(value.clone());
+            continue;
+        }
+        if key == "REDIS_PASSWORD" {
+            layer.storage.get_or_insert_default().password = Some(value.clone());
             continue;
         }
         let v = value.trim();
@@ -206,7 +298,9 @@ pub(crate) fn env_layer(env: &[(String, String)]) -> Result<(Layer, Option<PathB
             Ok(Some(out))
         };
         match key {
-            "CONFIG" => config_path = Some(PathBuf::from(v)),
+            "CONFIG" => sources.config = Some(PathBuf::from(v)),
+            "BITRIX_CONFIG" => sources.bitrix_config = Some(PathBuf::from(v)),
+            "BITRIX_SYSCONFIG" => sources.bitrix_sysconfig = Some(PathBuf::from(v)),
             "THREADS" => layer.threads = Some(int("a number of threads")?),
             "SUB_LISTEN" => layer.sub_listen = addrs()?,
             "PUB_LISTEN" => layer.pub_listen = addrs()?,
@@ -238,10 +332,42 @@ pub(crate) fn env_layer(env: &[(String, String)]) -> Result<(Layer, Option<PathB
             "OUT_QUEUE_BYTES" => layer.out_queue_bytes = Some(int("a byte count")?),
             "SHUTDOWN_GRACE" => layer.shutdown_grace = dur()?,
             "LOG_LEVEL" => layer.log_level = Some(v.to_owned()),
+            "ONLINE_TTL" => layer.online_ttl = dur()?,
+            "ONLINE_DELTA" => layer.online_delta = dur()?,
+            "MAX_CONN_PER_CHANNEL" => layer.max_conn_per_channel = Some(int("a connection count")?),
+            "MAX_MESSAGES_PER_REQUEST" => {
+                layer.max_messages_per_request = Some(int("a message count")?)
+            }
+            "STATS_INTERVAL" => layer.stats_interval = dur()?,
+            "STATE_FILE" => layer.state_file = Some(PathBuf::from(v)),
+            "STORAGE" => {
+                layer.storage.get_or_insert_default().kind =
+                    Some(match v.to_ascii_lowercase().as_str() {
+                        "memory" => StorageType::Memory,
+                        "redis" => StorageType::Redis,
+                        _ => return Err(err(format!("expected memory or redis, got {v:?}"))),
+                    })
+            }
+            "REDIS_HOST" => layer.storage.get_or_insert_default().host = Some(v.to_owned()),
+            "REDIS_PORT" => {
+                let port = v
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| err(format!("expected a port 1..=65535, got {v:?}")))?;
+                layer.storage.get_or_insert_default().port = Some(port);
+            }
+            "REDIS_SOCKET" => layer.storage.get_or_insert_default().socket = Some(PathBuf::from(v)),
+            "REDIS_DATABASE" => {
+                let db = v
+                    .parse::<u32>()
+                    .map_err(|_| err(format!("expected a database number, got {v:?}")))?;
+                layer.storage.get_or_insert_default().database = Some(db);
+            }
             _ => {}
         }
     }
-    Ok((layer, config_path))
+    Ok((layer, sources))
 }
 
 #[cfg(test)]
@@ -305,6 +431,17 @@ mod tests {
             "10",
             "--log-level",
             "debug",
+            "--online-ttl",
+            "90s",
+            "--storage",
+            "redis",
+            "--redis",
+            "/run/redis.sock",
+            "--state-file",
+            "/var/lib/pp.state",
+            "--bitrix-config",
+            "/etc/push-server",
+            "--bitrix-sysconfig=/etc/sysconfig/push-server-multi",
         ]);
         assert_eq!(cli.config, Some(PathBuf::from("/etc/pp.toml")));
         assert_eq!(cli.threads, Some(3));
@@ -319,6 +456,18 @@ mod tests {
         assert_eq!(cli.message_ttl, Some(60));
         assert_eq!(cli.max_connections, Some(10));
         assert_eq!(cli.log_level.as_deref(), Some("debug"));
+        assert_eq!(cli.online_ttl, Some(Duration::from_secs(90)));
+        assert_eq!(cli.storage, Some(StorageType::Redis));
+        assert_eq!(
+            cli.redis,
+            Some(RedisAddr::Socket(PathBuf::from("/run/redis.sock")))
+        );
+        assert_eq!(cli.state_file, Some(PathBuf::from("/var/lib/pp.state")));
+        assert_eq!(cli.bitrix_config, Some(PathBuf::from("/etc/push-server")));
+        assert_eq!(
+            cli.bitrix_sysconfig,
+            Some(PathBuf::from("/etc/sysconfig/push-server-multi"))
+        );
     }
 
     #[test]
@@ -330,6 +479,9 @@ mod tests {
             &["--signature-algo", "md5"],
             &["--longpoll-hold", "40x"],
             &["--message-ttl", "-1"],
+            &["--online-ttl", "x"],
+            &["--storage", "disk"],
+            &["--redis", "h:0"],
             &["--bogus"],
         ] {
             let argv = std::iter::once("pushpull").chain(args.iter().copied());
@@ -352,6 +504,13 @@ mod tests {
             "--message-ttl",
             "--max-connections",
             "--log-level",
+            "--online-ttl",
+            "--storage",
+            "--redis",
+            "--state-file",
+            "--bitrix-config",
+            "--bitrix-sysconfig",
+            "[env: PUSHPULL_BITRIX_CONFIG]",
             "check-config",
             "[default: number of CPUs]",
             "[default: 127.0.0.1:8010]",
@@ -367,7 +526,7 @@ mod tests {
             assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
         }
         // Every option line carries a default.
-        assert_eq!(help.matches("[default:").count(), 11, "{help}");
+        assert_eq!(help.matches("[default:").count(), 17, "{help}");
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -381,6 +540,11 @@ mod tests {
     fn env_values() {
         let (layer, path) = env_layer(&env(&[
             ("PUSHPULL_CONFIG", "/etc/pp.toml"),
+            ("PUSHPULL_BITRIX_CONFIG", "/etc/push-server"),
+            (
+                "PUSHPULL_BITRIX_SYSCONFIG",
+                "/etc/sysconfig/push-server-multi",
+            ),
             ("PUSHPULL_SUB_LISTEN", " 127.0.0.1:1, 127.0.0.1:2 ,"),
             ("PUSHPULL_THREADS", ""),
             ("PUSHPULL_SIGNATURE_ALGO", "SHA256"),
@@ -391,7 +555,7 @@ mod tests {
             ("PUSHPULL_REPLAY_MAX", "6"),
         ]))
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(path, Some(PathBuf::from("/etc/pp.toml")));
+        assert_eq!(path.config, Some(PathBuf::from("/etc/pp.toml")));
         assert_eq!(layer.sub_listen.map(|l| l.len()), Some(2));
         assert_eq!(layer.threads, None);
         assert_eq!(
@@ -403,6 +567,11 @@ mod tests {
             Some(file::Dur(Duration::from_millis(1500)))
         );
         assert_eq!(layer.replay_max, Some(6));
+        assert_eq!(path.bitrix_config, Some(PathBuf::from("/etc/push-server")));
+        assert_eq!(
+            path.bitrix_sysconfig,
+            Some(PathBuf::from("/etc/sysconfig/push-server-multi"))
+        );
     }
 
     #[test]

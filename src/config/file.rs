@@ -194,6 +194,11 @@ pub(crate) fn parse_file(path: &Path, text: &str) -> Result<Layer, ConfigError> 
     })
 }
 
+/// `text` with line breaks replaced, so it stays inside one TOML comment.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
 /// The 1-based line and column (in characters) of byte `offset` in `text`.
 pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
@@ -215,6 +220,15 @@ pub(crate) fn to_toml(config: &Config) -> String {
     );
     if config.security_key.is_none() {
         out.push_str("# security_key is not set: unsigned channel ids are accepted.\n");
+    }
+    if !config.bitrix_sources.is_empty() {
+        out.push_str("# Read from the Bitrix push server's configuration:\n");
+        for path in &config.bitrix_sources {
+            out.push_str(&format!("#   {}\n", one_line(&path.display().to_string())));
+        }
+    }
+    for warning in &config.warnings {
+        out.push_str(&format!("# warning: {}\n", one_line(warning)));
     }
     match toml::to_string(config) {
         Ok(body) => {

@@ -16,8 +16,10 @@
 //! [`Config::to_toml`] prints the effective configuration in the file's own format, with the
 //! security key redacted: that is the output of `pushpull check-config`.
 
+pub mod bitrix;
 mod cli;
 mod file;
+mod storage;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -26,6 +28,10 @@ use std::time::Duration;
 
 pub use cli::{Cli, Command, ENV_PREFIX};
 pub use file::{format_duration, parse_duration};
+pub use storage::{
+    DEFAULT_REDIS_DATABASE, DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT, RedisAddr, RedisConfig,
+    Storage, StorageType, parse_redis_addr,
+};
 
 /// Default subscriber listener: the first BitrixVM "sub" port, so nginx upstreams written for the
 /// reference server (`push:8010`) work unchanged.
@@ -73,6 +79,23 @@ pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// Most messages replayed to one reconnecting subscriber (equal to a full channel history).
 pub const DEFAULT_REPLAY_MAX: usize = 1000;
 
+/// How long a channel stays online after its last long-poll request or WebSocket pong: the
+/// reference's `onlineTTL` (120 s), one WebSocket ping interval, so a live WebSocket client never
+/// drops offline between two pongs.
+pub const DEFAULT_ONLINE_TTL: Duration = Duration::from_secs(120);
+/// Slack added to [`DEFAULT_ONLINE_TTL`]: the reference's `onlineDelta` (10 s), covering the
+/// round trip of a ping and a long-poll client's reconnect gap.
+pub const DEFAULT_ONLINE_DELTA: Duration = Duration::from_secs(10);
+/// Most connections one public channel may have; when a new one arrives the oldest is closed
+/// with 4029: the reference's `maxConnPerChannel` (100), which bounds fan-out per channel id
+/// that anyone knowing it can subscribe to.
+pub const DEFAULT_MAX_CONN_PER_CHANNEL: usize = 100;
+/// Most messages in one protobuf publish request: the reference's `maxMessagesPerRequest` (100).
+pub const DEFAULT_MAX_MESSAGES_PER_REQUEST: usize = 100;
+/// How often per-process statistics are refreshed and stored: the reference's `statTLLMsec`
+/// (60 000 ms); `/server-stat/` answers are at most this old.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Most worker threads accepted: far above any useful core count, low enough to catch typos.
 pub const MAX_THREADS: usize = 256;
 /// Smallest `max_payload` accepted: below 1 KiB ordinary Bitrix messages would be refused.
@@ -80,6 +103,8 @@ pub const MIN_MAX_PAYLOAD: usize = 1024;
 /// Longest duration accepted for any duration setting (one day): longer values are mistakes,
 /// and the bound keeps every deadline computed from them far from `Instant` overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
+/// Shortest `stats_interval` accepted: refreshing more than once a second only costs CPU.
+pub const MIN_STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// The log levels `log_level` accepts.
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
@@ -178,6 +203,34 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log level: one of [`LOG_LEVELS`].
     pub log_level: String,
+    /// A channel counts as online while it has a connection and for `online_ttl +
+    /// online_delta` after its last long-poll request or WebSocket pong.
+    #[serde(serialize_with = "file::ser_duration")]
+    pub online_ttl: Duration,
+    /// Slack added to `online_ttl`.
+    #[serde(serialize_with = "file::ser_duration")]
+    pub online_delta: Duration,
+    /// Most connections per public channel; the oldest is closed with 4029 beyond it.
+    pub max_conn_per_channel: usize,
+    /// Most messages in one protobuf publish request.
+    pub max_messages_per_request: usize,
+    /// How often per-process statistics are refreshed and stored.
+    #[serde(serialize_with = "file::ser_duration")]
+    pub stats_interval: Duration,
+    /// Where the embedded engine saves its stored messages and id counter at shutdown and
+    /// reloads them at start; `None` keeps nothing across restarts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<PathBuf>,
+    /// The message store (file table `[storage]`).
+    pub storage: Storage,
+    /// The Bitrix push-server files the settings were partly read from (not a setting;
+    /// printed as a comment by [`Config::to_toml`]).
+    #[serde(skip)]
+    pub bitrix_sources: Vec<PathBuf>,
+    /// What loading ignored (keys of the Bitrix files pushpull has no use for); not a setting.
+    /// [`Config::to_toml`] prints them as comments; the server should log them at start.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -201,6 +254,15 @@ impl Default for Config {
             out_queue_bytes: DEFAULT_OUT_QUEUE_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            online_ttl: DEFAULT_ONLINE_TTL,
+            online_delta: DEFAULT_ONLINE_DELTA,
+            max_conn_per_channel: DEFAULT_MAX_CONN_PER_CHANNEL,
+            max_messages_per_request: DEFAULT_MAX_MESSAGES_PER_REQUEST,
+            stats_interval: DEFAULT_STATS_INTERVAL,
+            state_file: None,
+            storage: Storage::Memory,
+            bitrix_sources: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -229,6 +291,15 @@ impl fmt::Debug for Config {
             .field("out_queue_bytes", &self.out_queue_bytes)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("log_level", &self.log_level)
+            .field("online_ttl", &self.online_ttl)
+            .field("online_delta", &self.online_delta)
+            .field("max_conn_per_channel", &self.max_conn_per_channel)
+            .field("max_messages_per_request", &self.max_messages_per_request)
+            .field("stats_interval", &self.stats_interval)
+            .field("state_file", &self.state_file)
+            .field("storage", &self.storage)
+            .field("bitrix_sources", &self.bitrix_sources)
+            .field("warnings", &self.warnings)
             .finish()
     }
 }
@@ -263,6 +334,30 @@ pub enum ConfigError {
         field: &'static str,
         /// What is wrong.
         message: String,
+    },
+    /// A file of the Bitrix push server's configuration holds a value pushpull cannot use: a
+    /// template placeholder, a route it cannot serve, a wrong type.
+    #[error("{}: {key}: {message}", path.display())]
+    Bitrix {
+        /// The file.
+        path: PathBuf,
+        /// The key (JSON path such as `servers[0].routes.sub`, or the sysconfig variable).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two files of the Bitrix push server's configuration disagree on a setting that is
+    /// one for the whole pushpull process.
+    #[error("{key} differs between {} and {}{detail}", first.display(), second.display())]
+    BitrixConflict {
+        /// The key, as named in the files.
+        key: String,
+        /// The file read first.
+        first: PathBuf,
+        /// The file that disagrees with it.
+        second: PathBuf,
+        /// The two values when they are not secret (`": 100 vs 200"`), else empty.
+        detail: String,
     },
     /// An environment variable could not be understood.
     #[error("invalid environment variable {name}: {message}")]
@@ -304,10 +399,28 @@ pub(crate) struct Layer {
     pub(crate) out_queue_bytes: Option<usize>,
     pub(crate) shutdown_grace: Option<file::Dur>,
     pub(crate) log_level: Option<String>,
+    pub(crate) online_ttl: Option<file::Dur>,
+    pub(crate) online_delta: Option<file::Dur>,
+    pub(crate) max_conn_per_channel: Option<usize>,
+    pub(crate) max_messages_per_request: Option<usize>,
+    pub(crate) stats_interval: Option<file::Dur>,
+    pub(crate) state_file: Option<PathBuf>,
+    pub(crate) storage: Option<storage::StorageLayer>,
+}
+
+impl Layer {
+    /// Rejects settings that contradict each other within this one source.
+    fn checked(self) -> Result<Self, ConfigError> {
+        if let Some(storage) = &self.storage {
+            storage.check()?;
+        }
+        Ok(self)
+    }
 }
 
 impl Config {
-    /// Loads defaults ← file (cli.config) ← environment ← flags, then validates.
+    /// Loads defaults ← Bitrix push-server files (cli.bitrix_config, cli.bitrix_sysconfig) ←
+    /// file (cli.config) ← environment ← flags, then validates.
     pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
         let env = cli::process_env()?;
         Self::load_with_env(cli, &env)
@@ -324,17 +437,25 @@ impl Config {
         env: &[(String, String)],
         read: impl Fn(&Path) -> std::io::Result<String>,
     ) -> Result<Config, ConfigError> {
-        let (env_layer, env_config_path) = cli::env_layer(env)?;
+        let (env_layer, sources) = cli::env_layer(env)?;
         let mut config = Config::default();
-        if let Some(path) = cli.config.clone().or(env_config_path) {
+        let bitrix_dir = cli.bitrix_config.clone().or(sources.bitrix_config);
+        let bitrix_sysconfig = cli.bitrix_sysconfig.clone().or(sources.bitrix_sysconfig);
+        if bitrix_dir.is_some() || bitrix_sysconfig.is_some() {
+            let (bx, warnings) = bitrix::load(bitrix_dir.as_deref(), bitrix_sysconfig.as_deref())?;
+            config.bitrix_sources = bx.files.clone();
+            config.warnings = warnings;
+            config.apply(bx.into_layer().checked()?);
+        }
+        if let Some(path) = cli.config.clone().or(sources.config) {
             let text = read(&path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
             })?;
-            config.apply(file::parse_file(&path, &text)?);
+            config.apply(file::parse_file(&path, &text)?.checked()?);
         }
-        config.apply(env_layer);
-        config.apply(cli.layer());
+        config.apply(env_layer.checked()?);
+        config.apply(cli.layer().checked()?);
         config.normalize();
         config.validate()?;
         Ok(config)
@@ -398,6 +519,20 @@ impl Config {
         set(&mut self.out_queue_bytes, layer.out_queue_bytes);
         set_dur(&mut self.shutdown_grace, layer.shutdown_grace);
         set(&mut self.log_level, layer.log_level);
+        set_dur(&mut self.online_ttl, layer.online_ttl);
+        set_dur(&mut self.online_delta, layer.online_delta);
+        set(&mut self.max_conn_per_channel, layer.max_conn_per_channel);
+        set(
+            &mut self.max_messages_per_request,
+            layer.max_messages_per_request,
+        );
+        set_dur(&mut self.stats_interval, layer.stats_interval);
+        if let Some(path) = layer.state_file {
+            self.state_file = Some(path);
+        }
+        if let Some(storage) = layer.storage {
+            storage.apply_to(&mut self.storage);
+        }
     }
 
     /// Replaces the listeners of `kind` by `addrs` (appended after the other kind's).
@@ -413,6 +548,14 @@ impl Config {
             self.security_key = None;
         }
         self.log_level = self.log_level.trim().to_ascii_lowercase();
+        if self
+            .state_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.state_file = None;
+        }
+        storage::normalize(&mut self.storage);
     }
 
     /// Checks ranges and cross-field rules; the error names the offending setting.
@@ -444,6 +587,8 @@ impl Config {
             ("head_timeout", self.head_timeout),
             ("keepalive_timeout", self.keepalive_timeout),
             ("shutdown_grace", self.shutdown_grace),
+            ("online_ttl", self.online_ttl),
+            ("stats_interval", self.stats_interval),
         ] {
             if value.is_zero() || value > MAX_DURATION {
                 return invalid(
@@ -456,6 +601,33 @@ impl Config {
                 );
             }
         }
+        if self.online_delta > MAX_DURATION {
+            return invalid(
+                "online_delta",
+                format!(
+                    "must be at most {}, got {}",
+                    format_duration(MAX_DURATION),
+                    format_duration(self.online_delta)
+                ),
+            );
+        }
+        if self.stats_interval < MIN_STATS_INTERVAL {
+            return invalid(
+                "stats_interval",
+                format!(
+                    "must be at least {}, got {}",
+                    format_duration(MIN_STATS_INTERVAL),
+                    format_duration(self.stats_interval)
+                ),
+            );
+        }
+        if self.max_conn_per_channel == 0 {
+            return invalid("max_conn_per_channel", "must be at least 1".to_owned());
+        }
+        if self.max_messages_per_request == 0 {
+            return invalid("max_messages_per_request", "must be at least 1".to_owned());
+        }
+        storage::validate(&self.storage)?;
         if self.message_ttl == 0 {
             return invalid("message_ttl", "must be at least 1 second".to_owned());
         }

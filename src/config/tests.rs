@@ -180,6 +180,117 @@ fn every_file_key_has_an_env_override() {
 }
 
 #[test]
+fn new_settings_defaults_and_sources() {
+    let c = Config::default();
+    assert_eq!(c.online_ttl, DEFAULT_ONLINE_TTL);
+    assert_eq!(c.online_delta, DEFAULT_ONLINE_DELTA);
+    assert_eq!(c.max_conn_per_channel, DEFAULT_MAX_CONN_PER_CHANNEL);
+    assert_eq!(c.max_messages_per_request, DEFAULT_MAX_MESSAGES_PER_REQUEST);
+    assert_eq!(c.stats_interval, DEFAULT_STATS_INTERVAL);
+    assert_eq!(c.state_file, None);
+    assert_eq!(c.storage, Storage::Memory);
+    // Every key from the file.
+    let file = "online_ttl = 60\nonline_delta = 0\nmax_conn_per_channel = 5\n\
+                max_messages_per_request = 6\nstats_interval = \"2m\"\n\
+                state_file = \"/tmp/s\"\n[storage]\ntype = \"redis\"\n\
+                socket = \"/run/redis.sock\"\ndatabase = 2\npassword = \"pw\"\n";
+    let c = ok(&["-c", "f"], &[], file);
+    assert_eq!(c.online_ttl, Duration::from_secs(60));
+    assert_eq!(c.online_delta, Duration::ZERO);
+    assert_eq!((c.max_conn_per_channel, c.max_messages_per_request), (5, 6));
+    assert_eq!(c.stats_interval, Duration::from_secs(120));
+    assert_eq!(c.state_file, Some(PathBuf::from("/tmp/s")));
+    let redis = RedisConfig {
+        socket: Some(PathBuf::from("/run/redis.sock")),
+        database: 2,
+        password: Some("pw".to_owned()),
+        ..RedisConfig::default()
+    };
+    assert_eq!(c.storage, Storage::Redis(redis.clone()));
+    // Env over file: a TCP address replaces the socket, the rest is kept.
+    let e = [
+        ("PUSHPULL_REDIS_HOST", "10.0.0.5"),
+        ("PUSHPULL_REDIS_PORT", "6380"),
+        ("PUSHPULL_ONLINE_TTL", "30"),
+        ("PUSHPULL_STATE_FILE", "/tmp/e"),
+    ];
+    let c = ok(&["-c", "f"], &e, file);
+    let tcp = RedisConfig {
+        host: "10.0.0.5".to_owned(),
+        port: 6380,
+        socket: None,
+        ..redis.clone()
+    };
+    assert_eq!(c.storage, Storage::Redis(tcp.clone()));
+    assert_eq!(c.online_ttl, Duration::from_secs(30));
+    assert_eq!(c.state_file, Some(PathBuf::from("/tmp/e")));
+    // Flags over env.
+    let c = ok(
+        &[
+            "-c",
+            "f",
+            "--redis",
+            "/var/run/r.sock",
+            "--online-ttl",
+            "1m",
+            "--state-file",
+            "/tmp/f",
+        ],
+        &e,
+        file,
+    );
+    let Storage::Redis(r) = &c.storage else {
+        panic!("{:?}", c.storage)
+    };
+    assert_eq!(r.socket, Some(PathBuf::from("/var/run/r.sock")));
+    assert_eq!((r.host.as_str(), r.port, r.database), ("10.0.0.5", 6380, 2));
+    assert_eq!(c.online_ttl, Duration::from_secs(60));
+    assert_eq!(c.state_file, Some(PathBuf::from("/tmp/f")));
+    // Storage type switches: env memory over file redis, flag redis over env memory.
+    let c = ok(&["-c", "f"], &[("PUSHPULL_STORAGE", "memory")], file);
+    assert_eq!(c.storage, Storage::Memory);
+    let c = ok(
+        &["--storage", "redis"],
+        &[("PUSHPULL_STORAGE", "memory")],
+        "",
+    );
+    assert_eq!(c.storage, Storage::Redis(RedisConfig::default()));
+    let c = ok(&["--redis", "cache:7000"], &[], "");
+    assert_eq!(
+        c.storage,
+        Storage::Redis(RedisConfig {
+            host: "cache".to_owned(),
+            port: 7000,
+            ..RedisConfig::default()
+        })
+    );
+    // Flags that contradict each other.
+    assert_eq!(
+        invalid_field(&["--storage", "memory", "--redis", "h:1"], &[], ""),
+        "storage"
+    );
+    // An empty password clears the file's one.
+    let c = ok(&["-c", "f"], &[("PUSHPULL_REDIS_PASSWORD", "")], file);
+    let Storage::Redis(r) = &c.storage else {
+        panic!("{:?}", c.storage)
+    };
+    assert_eq!(r.password, None);
+    // Bad env values name the variable.
+    for (name, value) in [
+        ("PUSHPULL_STORAGE", "disk"),
+        ("PUSHPULL_REDIS_PORT", "0"),
+        ("PUSHPULL_REDIS_DATABASE", "x"),
+        ("PUSHPULL_ONLINE_TTL", "soon"),
+        ("PUSHPULL_MAX_CONN_PER_CHANNEL", "-3"),
+    ] {
+        match load(&[], &[(name, value)], "") {
+            Err(ConfigError::Env { name: n, .. }) => assert_eq!(n, name),
+            other => panic!("{name}={value}: expected Env, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn config_file_from_env_and_flag() {
     let seen = std::cell::RefCell::new(Vec::new());
     let read = |p: &Path| {
@@ -323,6 +434,20 @@ fn each_validation_error_names_its_field() {
         ("max_channels_per_request = 0", "max_channels_per_request"),
         ("threads = 4\nmax_connections = 3", "max_connections"),
         ("log_level = \"verbose\"", "log_level"),
+        ("online_ttl = 0", "online_ttl"),
+        ("online_ttl = \"25h\"", "online_ttl"),
+        ("online_delta = \"25h\"", "online_delta"),
+        ("stats_interval = \"500ms\"", "stats_interval"),
+        ("max_conn_per_channel = 0", "max_conn_per_channel"),
+        ("max_messages_per_request = 0", "max_messages_per_request"),
+        ("[storage]\ntype = \"memory\"\nhost = \"h\"", "storage"),
+        ("[storage]\ntype = \"redis\"\nhost = \"\"", "storage.host"),
+        ("[storage]\ntype = \"redis\"\nport = 0", "storage.port"),
+        ("[storage]\nsocket = \"redis.sock\"", "storage.socket"),
+        (
+            "[storage]\ntype = \"redis\"\npassword = \"<set, 3 chars>\"",
+            "storage.password",
+        ),
         ("security_key = \"<set, 12 chars>\"", "security_key"),
         (
             "[[listener]]\nkind = \"pub\"\naddr = \"127.0.0.1:1\"",
@@ -441,6 +566,9 @@ fn unusual() -> Config {
             "--message-ttl=60",
             "--max-connections=999",
             "--log-level=debug",
+            "--online-ttl=90",
+            "--redis=redis.local:6380",
+            "--state-file=/var/lib/pushpull/state.bin",
         ],
         &[
             ("PUSHPULL_CHANNEL_HISTORY", "11"),
@@ -452,6 +580,12 @@ fn unusual() -> Config {
             ("PUSHPULL_KEEPALIVE_TIMEOUT", "7"),
             ("PUSHPULL_OUT_QUEUE_BYTES", "88888"),
             ("PUSHPULL_SHUTDOWN_GRACE", "1.25s"),
+            ("PUSHPULL_ONLINE_DELTA", "2500ms"),
+            ("PUSHPULL_MAX_CONN_PER_CHANNEL", "12"),
+            ("PUSHPULL_MAX_MESSAGES_PER_REQUEST", "13"),
+            ("PUSHPULL_STATS_INTERVAL", "30"),
+            ("PUSHPULL_REDIS_DATABASE", "3"),
+            ("PUSHPULL_REDIS_PASSWORD", "pa55w0rd"),
         ],
         "",
     )
@@ -461,21 +595,37 @@ fn unusual() -> Config {
 fn to_toml_round_trips_except_the_key() {
     for original in [Config::default(), unusual()] {
         let text = original.to_toml();
+        let password = match &original.storage {
+            Storage::Redis(r) => r.password.clone(),
+            Storage::Memory => None,
+        };
+        if let Some(p) = &password {
+            assert!(!text.contains(p.as_str()), "password leaked:\n{text}");
+        }
+        let password_env: Vec<(&str, &str)> = password
+            .as_deref()
+            .map(|p| ("PUSHPULL_REDIS_PASSWORD", p))
+            .into_iter()
+            .collect();
         let back = match &original.security_key {
-            None => ok(&["-c", "printed.toml"], &[], &text),
+            None => ok(&["-c", "printed.toml"], &password_env, &text),
             Some(key) => {
                 assert!(!text.contains(key.as_str()), "secret leaked:\n{text}");
-                // The placeholder itself is refused as a key ...
+                // The placeholders themselves are refused as secrets ...
                 assert_eq!(
-                    invalid_field(&["-c", "printed.toml"], &[], &text),
+                    invalid_field(&["-c", "printed.toml"], &password_env, &text),
                     "security_key"
                 );
-                // ... and everything else loads back once the real key is supplied.
-                ok(
-                    &["-c", "printed.toml"],
-                    &[("PUSHPULL_SECURITY_KEY", key)],
-                    &text,
-                )
+                let mut envs = vec![("PUSHPULL_SECURITY_KEY", key.as_str())];
+                if password.is_some() {
+                    assert_eq!(
+                        invalid_field(&["-c", "printed.toml"], &envs, &text),
+                        "storage.password"
+                    );
+                }
+                envs.extend(password_env.iter().copied());
+                // ... and everything else loads back once the real ones are supplied.
+                ok(&["-c", "printed.toml"], &envs, &text)
             }
         };
         assert_eq!(back, original, "printed:\n{text}");
@@ -503,6 +653,18 @@ fn to_toml_contains_every_key() {
         "out_queue_bytes = 88888",
         "shutdown_grace = \"1250ms\"",
         "log_level = \"debug\"",
+        "online_ttl = 90",
+        "online_delta = \"2500ms\"",
+        "max_conn_per_channel = 12",
+        "max_messages_per_request = 13",
+        "stats_interval = 30",
+        "state_file = \"/var/lib/pushpull/state.bin\"",
+        "[storage]",
+        "type = \"redis\"",
+        "host = \"redis.local\"",
+        "port = 6380",
+        "database = 3",
+        "password = \"<set, 8 chars>\"",
         "[[listener]]",
         "kind = \"sub\"",
         "addr = \"0.0.0.0:1\"",
@@ -517,9 +679,12 @@ fn to_toml_contains_every_key() {
     }
     assert_eq!(text.matches("[[listener]]").count(), 3, "{text}");
     assert!(!text.contains("s3cr3t"));
+    assert!(!text.contains("pa55w0rd"));
     // With no key, the output says so instead of printing a key line.
     let plain = Config::default().to_toml();
     assert!(!plain.contains("security_key ="), "{plain}");
+    assert!(!plain.contains("state_file"), "{plain}");
+    assert!(plain.contains("[storage]\ntype = \"memory\"\n"), "{plain}");
     assert!(plain.contains("security_key is not set"), "{plain}");
 }
 
@@ -528,4 +693,17 @@ fn debug_output_redacts_the_key() {
     let shown = format!("{:?}", unusual());
     assert!(!shown.contains("s3cr3t"), "{shown}");
     assert!(shown.contains("<set, 11 chars>"), "{shown}");
+    assert!(!shown.contains("pa55w0rd"), "{shown}");
+    assert!(shown.contains("<set, 8 chars>"), "{shown}");
+    for field in [
+        "online_ttl",
+        "online_delta",
+        "max_conn_per_channel",
+        "max_messages_per_request",
+        "stats_interval",
+        "state_file",
+        "storage",
+    ] {
+        assert!(shown.contains(field), "{field} missing: {shown}");
+    }
 }

@@ -17,6 +17,7 @@
 //! through a path that marks the connection dirty, so the output is flushed in the same loop turn.
 
 mod http;
+mod publish;
 mod respond;
 mod websocket;
 
@@ -26,10 +27,11 @@ use std::time::Instant;
 use crate::config::{Config, ListenerKind};
 use crate::engine::{ConnRef, CoreMsg, EngineCmd, EngineHandle};
 use crate::hub::Hub;
-use crate::message::{Channel, MessageId, SharedMessage};
+use crate::message::{Channel, ChannelId, Format, MessageId, SharedMessage};
 use crate::metrics::{CoreStats, EngineStats};
 use crate::proto::channel::Signer;
 use crate::proto::http::Persistence;
+use crate::proto::request;
 
 pub use websocket::Ws;
 
@@ -83,10 +85,10 @@ enum State {
     Head,
     // call: on_input (body bytes)
     // next: Awaiting, Head, Closing
-    Body(Box<http::Publish>),
+    Body(Box<publish::BodyRequest>),
     // call: on_engine (publish or channel info answer)
     // next: Head, Closing
-    Awaiting(Persistence),
+    Awaiting(Persistence, publish::Reply),
     // call: on_deliver, on_engine (replay), on_timeout (hold)
     // next: Head, Closing
     Polling(Box<Poll>),
@@ -125,10 +127,22 @@ enum Phase {
     Final,
 }
 
+/// What a subscribe request asks for (spec/longpoll.md §1).
+#[derive(Debug)]
+struct SubRequest {
+    channels: Vec<Channel>,
+    capped: Vec<Channel>,
+    own_public: Option<ChannelId>,
+    since: Option<MessageId>,
+    format: Format,
+}
+
 /// A live subscription: its channels, replay progress and messages waiting to be written.
 #[derive(Debug)]
 struct Sub {
     channels: Arc<[Channel]>,
+    capped: Arc<[Channel]>,
+    format: Format,
     phase: Phase,
     /// Live messages that arrived while the replay was still running.
     held: Vec<SharedMessage>,
@@ -144,17 +158,28 @@ struct Sub {
 }
 
 impl Sub {
-    fn start(channels: Vec<Channel>, since: Option<MessageId>, cx: &mut Cx<'_>) -> Option<Self> {
+    fn start(request: SubRequest, cx: &mut Cx<'_>) -> Option<Self> {
+        let SubRequest {
+            channels,
+            capped,
+            since,
+            format,
+            ..
+        } = request;
         let channels: Arc<[Channel]> = channels.into();
+        let capped: Arc<[Channel]> = capped.into();
         let cmd = EngineCmd::Subscribe {
             conn: cx.conn,
             channels: channels.clone(),
+            capped: capped.clone(),
             since,
         };
         cx.engine.send_reliable(cmd).ok()?;
         cx.hub.subscribe(cx.conn.slot, &channels);
         Some(Self {
             channels,
+            capped,
+            format,
             phase: Phase::Replaying,
             held: Vec::new(),
             pending: Vec::new(),
@@ -167,8 +192,9 @@ impl Sub {
     fn stop(&self, cx: &mut Cx<'_>) {
         cx.hub.unsubscribe(cx.conn.slot, &self.channels);
         let cmd = EngineCmd::Unsubscribe {
-            core: cx.conn.core,
+            conn: cx.conn,
             channels: self.channels.clone(),
+            capped: self.capped.clone(),
         };
         // A full overflow only loses a count decrement (the channel looks subscribed longer).
         let _ = cx.engine.send_reliable(cmd);
@@ -179,7 +205,7 @@ impl Sub {
         match self.phase {
             Phase::Replaying | Phase::PageWanted => {
                 self.held.push(msg.clone());
-                self.pending_bytes += msg.text.len();
+                self.pending_bytes += msg.encoded(self.format).len();
             }
             Phase::Live if self.last_sent.is_none_or(|last| msg.id > last) => {
                 self.push(msg.clone());
@@ -195,7 +221,7 @@ impl Sub {
 
     fn push(&mut self, msg: SharedMessage) {
         self.last_sent = Some(msg.id);
-        self.pending_bytes += msg.text.len();
+        self.pending_bytes += msg.encoded(self.format).len();
         self.pending.push(msg);
     }
 
@@ -256,7 +282,9 @@ impl Sub {
     }
 
     fn recount(&mut self) {
-        let bytes = |v: &Vec<SharedMessage>| v.iter().map(|m| m.text.len()).sum::<usize>();
+        let format = self.format;
+        let bytes =
+            |v: &Vec<SharedMessage>| v.iter().map(|m| m.encoded(format).len()).sum::<usize>();
         self.pending_bytes = bytes(&self.pending) + bytes(&self.held);
     }
 
@@ -319,7 +347,7 @@ impl Session {
     pub fn on_eof(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
         match &mut self.state {
             // An answer is on its way: send it, then close.
-            State::Awaiting(p) => {
+            State::Awaiting(p, _) => {
                 *p = Persistence::Close;
                 Flow::Continue
             }
@@ -366,17 +394,27 @@ impl Session {
                 Flow::Continue
             }
             CoreMsg::Published { result, .. } => {
-                if let State::Awaiting(p) = self.state {
-                    http::published(&mut self.out, result, p);
+                // A WebSocket's publications get no answer (spec/binary.md §4).
+                if let State::Awaiting(p, reply) = self.state {
+                    publish::published(&mut self.out, reply, result, p);
                     self.finish_request(p, now, cx);
                 }
                 Flow::Continue
             }
             CoreMsg::ChannelInfo { infos, .. } => {
-                if let State::Awaiting(p) = self.state {
-                    http::channel_info(&mut self.out, &infos, p);
-                    self.finish_request(p, now, cx);
+                match &mut self.state {
+                    State::Awaiting(p, reply) => {
+                        let (p, reply) = (*p, *reply);
+                        publish::channel_answer(&mut self.out, reply, &infos, p);
+                        self.finish_request(p, now, cx);
+                    }
+                    State::WebSocket(ws) => ws.channel_stats(&mut self.out, &infos),
+                    _ => {}
                 }
+                Flow::Continue
+            }
+            CoreMsg::Evict { .. } => {
+                self.evict(now, cx);
                 Flow::Continue
             }
             CoreMsg::Deliver(_) | CoreMsg::Shutdown => Flow::Continue,
@@ -410,7 +448,7 @@ impl Session {
                 Flow::Continue
             }
             State::WebSocket(ws) => ws.on_timeout(&mut self.out, now, cx),
-            State::Awaiting(_) => Flow::Continue,
+            State::Awaiting(..) => Flow::Continue,
             State::Closing(_) => Flow::Abort,
         }
     }
@@ -427,10 +465,11 @@ impl Session {
             }
             State::Polling(poll) if poll.sub.ready() => {
                 let messages = poll.sub.take_pending();
-                let len = messages.iter().map(|m| m.text.len()).sum();
-                respond::poll_messages_head(&mut self.out, len, poll.persistence);
+                let format = poll.sub.format;
+                let len = messages.iter().map(|m| m.encoded(format).len()).sum();
+                respond::poll_messages_head(&mut self.out, len, format, poll.persistence);
                 for m in &messages {
-                    self.out.extend_from_slice(&m.text);
+                    self.out.extend_from_slice(m.encoded(format));
                 }
                 cx.stats.delivered.add(messages.len() as u64);
                 let p = poll.persistence;
@@ -462,7 +501,7 @@ impl Session {
         match self.state {
             State::Head | State::Body(_) | State::WebSocket(_) => true,
             State::Closing(_) => true,
-            State::Awaiting(_) | State::Polling(_) => {
+            State::Awaiting(..) | State::Polling(_) => {
                 self.rbuf.len() < crate::proto::http::DEFAULT_MAX_HEAD_BYTES
             }
         }
@@ -478,7 +517,7 @@ impl Session {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.state {
             State::Head | State::Body(_) => Some(self.head_until),
-            State::Awaiting(_) => None,
+            State::Awaiting(..) => None,
             State::Polling(poll) => Some(poll.hold_until),
             State::WebSocket(ws) => Some(ws.next_ping),
             State::Closing(until) => Some(*until),
@@ -499,12 +538,31 @@ impl Session {
                 self.end_poll(now, cx);
                 Flow::Continue
             }
-            State::Awaiting(p) => {
+            State::Awaiting(p, _) => {
                 *p = Persistence::Close;
                 Flow::Continue
             }
             State::Closing(_) => Flow::Continue,
             State::Head | State::Body(_) => Flow::Abort,
+        }
+    }
+
+    /// Its channel has too many connections and this one is the oldest (spec/binary.md §5):
+    /// a WebSocket is closed with 4029, a held poll answered 429.
+    fn evict(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        let e = request::WireError::TooManyConnections;
+        match &mut self.state {
+            State::WebSocket(ws) => {
+                ws.close(&mut self.out, e.code(), e.reason());
+                self.close(now, cx);
+            }
+            State::Polling(poll) => {
+                let p = poll.persistence;
+                self.leave_poll(cx);
+                respond::error(&mut self.out, e.status(), e.code(), e.reason(), p);
+                self.finish_request(p, now, cx);
+            }
+            _ => {}
         }
     }
 
@@ -561,7 +619,7 @@ impl Session {
                     self.rbuf.clear();
                     false
                 }
-                State::Awaiting(_) | State::Polling(_) => false,
+                State::Awaiting(..) | State::Polling(_) => false,
             };
             if self.rbuf.is_empty() {
                 self.rbuf = Vec::new();
@@ -601,7 +659,7 @@ impl Session {
             poll.sub.stop(cx);
             cx.stats.pollings.sub(1);
         }
-        self.state = State::Awaiting(Persistence::Close);
+        self.state = State::Awaiting(Persistence::Close, publish::Reply::Empty);
     }
 
     /// Enters `Closing`, leaving any subscription first.

@@ -1,6 +1,6 @@
 //! HTTP responses of pushpull: the exact header sets of spec/longpoll.md and spec/errors.md.
 
-use crate::message::MessageId;
+use crate::message::{Format, MessageId};
 use crate::proto::http::{Persistence, write_response_head};
 
 /// Value of `Expires` on a long-poll 304; the client trusts `Last-Message-Id` only with it.
@@ -52,9 +52,13 @@ pub fn preflight(out: &mut Vec<u8>, p: Persistence) {
 }
 
 /// Head of a long-poll 200 carrying `len` bytes of messages (spec/longpoll.md §3).
-pub fn poll_messages_head(out: &mut Vec<u8>, len: usize, p: Persistence) {
+pub fn poll_messages_head(out: &mut Vec<u8>, len: usize, format: Format, p: Persistence) {
+    let content_type = match format {
+        Format::Text => "text/plain",
+        Format::Binary => "application/octet-stream",
+    };
     let headers = [
-        ("Content-Type", "text/plain"),
+        ("Content-Type", content_type),
         ALLOW_ORIGIN,
         ("Access-Control-Expose-Headers", "Last-Message-Id"),
         ("Cache-Control", "no-cache"),

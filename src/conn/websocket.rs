@@ -3,8 +3,11 @@
 
 use std::time::Instant;
 
-use super::{Cx, Flow, Session, State, Sub, http, respond};
+use super::{Cx, Flow, Session, State, Sub, http, publish, respond};
+use crate::engine::{ChannelState, EngineCmd, PublishError};
+use crate::message::{ChannelId, Format};
 use crate::proto::http::{Persistence, RequestHead};
+use crate::proto::request::{self, ClientRequest, Trust, WireError};
 use crate::proto::ws::{self, Incoming, Opcode, Reader};
 
 /// Payload of the server's ping frames (as the reference sends).
@@ -14,6 +17,8 @@ const PING_PAYLOAD: &[u8] = b"ws ping";
 #[derive(Debug)]
 pub struct Ws {
     pub(super) sub: Sub,
+    /// The connection's own public channel: its identity when it publishes.
+    own_public: Option<ChannelId>,
     reader: Reader,
     pub(super) next_ping: Instant,
     awaiting_pong: bool,
@@ -54,7 +59,7 @@ pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mu
         return;
     };
     respond::switching_protocols(&mut s.out, &ws::accept_key(key));
-    let (channels, since) = match http::subscription_request(head, cx) {
+    let request = match http::subscription_request(head, cx) {
         Ok(request) => request,
         Err(e) => {
             // The newer reference accepts the upgrade and closes with the code: that is what
@@ -68,7 +73,8 @@ pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mu
     let config = &cx.shared.config;
     let next_ping = now + config.ws_ping_interval;
     let max = config.max_payload;
-    let Some(sub) = Sub::start(channels, since, cx) else {
+    let own_public = request.own_public;
+    let Some(sub) = Sub::start(request, cx) else {
         s.out
             .extend_from_slice(&ws::close_frame(1013, "Server busy, try again."));
         s.close(now, cx);
@@ -78,6 +84,7 @@ pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mu
     let reader = Reader::new(max, max);
     s.state = State::WebSocket(Box::new(Ws {
         sub,
+        own_public,
         reader,
         next_ping,
         awaiting_pong: false,
@@ -122,6 +129,10 @@ impl Ws {
                             }
                             self.closing = true;
                         }
+                        // Binary-mode clients send protobuf requests (spec/binary.md §4).
+                        Some(Incoming::Binary(data)) if self.sub.format == Format::Binary => {
+                            self.client_request(&data, out, cx);
+                        }
                         // Text-mode clients send nothing else; data frames are read and dropped.
                         Some(Incoming::Text(_) | Incoming::Binary(_)) => {}
                     }
@@ -156,15 +167,62 @@ impl Ws {
             return 0;
         }
         let messages = self.sub.take_pending();
-        let len: usize = messages.iter().map(|m| m.text.len()).sum();
+        let format = self.sub.format;
+        let len: usize = messages.iter().map(|m| m.encoded(format).len()).sum();
+        let opcode = match format {
+            Format::Text => Opcode::Text,
+            Format::Binary => Opcode::Binary,
+        };
         let mut header = [0u8; 10];
-        let n = ws::frame_header(Opcode::Text, len, &mut header);
+        let n = ws::frame_header(opcode, len, &mut header);
         out.reserve(n + len);
         out.extend_from_slice(&header[..n]);
         for m in &messages {
-            out.extend_from_slice(&m.text);
+            out.extend_from_slice(m.encoded(format));
         }
         messages.len()
+    }
+
+    /// A browser's `RequestBatch` frame: publish to public channels or ask their state. A
+    /// refused request closes the connection with its code, as the reference does.
+    fn client_request(&mut self, data: &[u8], out: &mut Vec<u8>, cx: &mut Cx<'_>) {
+        let Some(public) = self.own_public else {
+            let e = WireError::PublicChannelRequired;
+            return self.close(out, e.code(), e.reason());
+        };
+        let limits = publish::request_limits(cx.shared);
+        let request = match request::parse(data, Trust::Client(public), &cx.shared.signer, limits) {
+            Ok(request) => request,
+            Err(e) => return self.close(out, e.code(), e.reason()),
+        };
+        cx.shared.engine_stats.count_request(request.command());
+        let cmd = match request {
+            ClientRequest::Publish(messages) => EngineCmd::Publish {
+                from: cx.conn,
+                messages,
+            },
+            ClientRequest::ChannelStats(channels) => EngineCmd::ChannelInfo {
+                from: cx.conn,
+                channels,
+            },
+            // Refused for clients by the parser.
+            ClientRequest::ServerStats => return,
+        };
+        if cx.engine.try_send(cmd).is_err() {
+            self.close(out, 1013, PublishError::Busy.reason());
+        }
+    }
+
+    /// The answer to a `channelStats` request: one binary frame.
+    pub(super) fn channel_stats(&mut self, out: &mut Vec<u8>, infos: &[ChannelState]) {
+        if self.closing {
+            return;
+        }
+        let body = publish::channel_stats_batch(infos);
+        let mut header = [0u8; 10];
+        let n = ws::frame_header(Opcode::Binary, body.len(), &mut header);
+        out.extend_from_slice(&header[..n]);
+        out.extend_from_slice(&body);
     }
 
     /// Queues our close frame.

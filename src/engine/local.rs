@@ -1,22 +1,21 @@
-//! The embedded engine: one thread that owns message ids, the in-memory history and the map of
-//! which cores have subscribers of which channel (spec/history.md).
+//! The embedded engine: one thread that owns message ids, the in-memory history, the map of
+//! which cores have subscribers of which channel, and the online state (spec/history.md).
 //!
-//! It is the only writer of all three, so no lock is needed. A publication is encoded once here
-//! and the same [`SharedMessage`] goes to each interested core; a core with no subscriber of a
-//! channel gets nothing for it.
+//! It is the only writer of all of them, so no lock is needed. A publication is encoded once
+//! here and the same [`SharedMessage`] goes to each interested core; a core with no subscriber
+//! of a channel gets nothing for it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ahash::AHashMap;
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::memory::{MemoryStore, StoreLimits};
-use super::{ConnRef, CoreMsg, EngineCmd};
-use crate::message::{Channel, Message, MessageId, Sender, SharedMessage};
+use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication};
+use crate::message::{Channel, Message, MessageId, SharedMessage};
 use crate::metrics::EngineStats;
-use crate::proto::text;
 use crate::reactor::mailbox::CorePeer;
 
 /// Longest sleep of the engine thread when no message expires sooner: purges are never later
@@ -25,6 +24,9 @@ const MAX_IDLE: Duration = Duration::from_millis(500);
 
 /// Commands handled per wake-up before expired messages are purged and stats refreshed.
 const DRAIN_BUDGET: usize = 4096;
+
+/// How often "last seen" marks older than the online window are dropped.
+const SEEN_PRUNE_EVERY: Duration = Duration::from_secs(5);
 
 /// Settings of the embedded engine.
 #[derive(Clone, Copy, Debug)]
@@ -37,6 +39,10 @@ pub struct LocalSettings {
     pub replay_max_bytes: usize,
     /// Store bounds.
     pub limits: StoreLimits,
+    /// How long a channel stays online after its last connection (`online_ttl + online_delta`).
+    pub online_window: Duration,
+    /// Connections per capped channel before the oldest is evicted.
+    pub max_conn_per_channel: usize,
 }
 
 /// Subscriber counts of one channel, per core.
@@ -79,10 +85,15 @@ pub struct LocalEngine {
     cores: Vec<CorePeer>,
     store: MemoryStore,
     interest: AHashMap<Channel, Interest>,
+    /// When channels without connections were last seen.
+    seen: AHashMap<Channel, Instant>,
+    /// Connections of capped channels, oldest first.
+    capped: AHashMap<Channel, VecDeque<ConnRef>>,
     ids: IdSource,
     settings: LocalSettings,
     stats: Arc<EngineStats>,
     targets: Vec<bool>,
+    last_prune: Instant,
 }
 
 impl LocalEngine {
@@ -99,10 +110,13 @@ impl LocalEngine {
             cores,
             store: MemoryStore::new(settings.limits),
             interest: AHashMap::new(),
+            seen: AHashMap::new(),
+            capped: AHashMap::new(),
             ids: IdSource::new(unix_ms()),
             settings,
             stats,
             targets: vec![false; n],
+            last_prune: Instant::now(),
         }
     }
 
@@ -126,34 +140,51 @@ impl LocalEngine {
                     Err(_) => break,
                 }
             }
-            self.store.purge(Instant::now());
+            let now = Instant::now();
+            self.store.purge(now);
+            if now.duration_since(self.last_prune) >= SEEN_PRUNE_EVERY {
+                let window = self.settings.online_window;
+                self.seen.retain(|_, at| now.duration_since(*at) < window);
+                self.last_prune = now;
+            }
             self.refresh_stats();
         }
     }
 
     fn handle(&mut self, cmd: EngineCmd) {
         match cmd {
-            EngineCmd::Publish {
-                from,
-                receivers,
-                body,
-                expiry,
-                sender,
-            } => {
-                self.publish(from, receivers, body, expiry, sender);
+            EngineCmd::Publish { from, messages } => {
+                let mut last = None;
+                for publication in messages {
+                    last = Some(self.publish(publication));
+                }
+                let result = last.ok_or(super::PublishError::Unavailable);
+                self.answer(from, CoreMsg::Published { conn: from, result });
             }
             EngineCmd::Subscribe {
                 conn,
                 channels,
+                capped,
                 since,
             } => {
+                let n = self.cores.len();
                 for channel in channels.iter() {
-                    let n = self.cores.len();
                     let entry = self.interest.entry(*channel).or_insert_with(|| Interest {
                         per_core: vec![0; n].into(),
                     });
                     if let Some(count) = entry.per_core.get_mut(usize::from(conn.core)) {
                         *count += 1;
+                    }
+                }
+                for channel in capped.iter() {
+                    let queue = self.capped.entry(*channel).or_default();
+                    queue.push_back(conn);
+                    while queue.len() > self.settings.max_conn_per_channel {
+                        if let Some(oldest) = queue.pop_front() {
+                            if let Some(peer) = self.cores.get(usize::from(oldest.core)) {
+                                peer.send(CoreMsg::Evict { conn: oldest });
+                            }
+                        }
                     }
                 }
                 self.replay(conn, &channels, since);
@@ -165,28 +196,37 @@ impl LocalEngine {
             } => {
                 self.replay(conn, &channels, Some(since));
             }
-            EngineCmd::Unsubscribe { core, channels } => {
+            EngineCmd::Unsubscribe {
+                conn,
+                channels,
+                capped,
+            } => {
+                let now = Instant::now();
                 for channel in channels.iter() {
                     if let Some(entry) = self.interest.get_mut(channel) {
-                        if let Some(count) = entry.per_core.get_mut(usize::from(core)) {
+                        if let Some(count) = entry.per_core.get_mut(usize::from(conn.core)) {
                             *count = count.saturating_sub(1);
                         }
                         if entry.per_core.iter().all(|&c| c == 0) {
                             self.interest.remove(channel);
                         }
                     }
+                    self.seen.insert(*channel, now);
+                }
+                for channel in capped.iter() {
+                    if let Some(queue) = self.capped.get_mut(channel) {
+                        queue.retain(|c| *c != conn);
+                        if queue.is_empty() {
+                            self.capped.remove(channel);
+                        }
+                    }
                 }
             }
             EngineCmd::ChannelInfo { from, channels } => {
+                let now = Instant::now();
                 let infos = channels
                     .iter()
-                    .map(|ch| {
-                        let n = self
-                            .interest
-                            .get(ch)
-                            .map_or(0, |i| i.per_core.iter().sum::<u32>());
-                        (ch.id, n)
-                    })
+                    .map(|ch| self.channel_state(*ch, now))
                     .collect();
                 self.answer(from, CoreMsg::ChannelInfo { conn: from, infos });
             }
@@ -194,28 +234,42 @@ impl LocalEngine {
         }
     }
 
-    fn publish(
-        &mut self,
-        from: ConnRef,
-        mut receivers: Vec<Channel>,
-        body: Bytes,
-        expiry: u32,
-        sender: Sender,
-    ) {
+    fn channel_state(&self, channel: Channel, now: Instant) -> ChannelState {
+        let subscribers = self
+            .interest
+            .get(&channel)
+            .map_or(0, |i| i.per_core.iter().sum::<u32>());
+        let recently = self
+            .seen
+            .get(&channel)
+            .is_some_and(|at| now.duration_since(*at) < self.settings.online_window);
+        ChannelState {
+            channel,
+            subscribers,
+            online: subscribers > 0 || recently,
+        }
+    }
+
+    fn publish(&mut self, publication: Publication) -> MessageId {
+        let Publication {
+            mut receivers,
+            body,
+            expiry,
+            sender,
+            label,
+        } = publication;
         receivers.sort_unstable();
         receivers.dedup();
         let id = self.ids.next_id();
-        let now_ms = unix_ms();
         let expiry = expiry.min(self.settings.message_ttl);
-        let message: SharedMessage = Arc::new(Message {
+        let message: SharedMessage = Arc::new(Message::new(
             id,
-            text: text::encode(id, &body, now_ms),
             body,
-            created: u32::try_from(now_ms / 1000).unwrap_or(u32::MAX),
             expiry,
             sender,
-            receivers: receivers.into_boxed_slice(),
-        });
+            receivers.into_boxed_slice(),
+            unix_ms(),
+        ));
         if expiry > 0 {
             self.store.store(message.clone(), Instant::now());
         }
@@ -233,13 +287,8 @@ impl LocalEngine {
             }
         }
         self.stats.published.add(1);
-        self.answer(
-            from,
-            CoreMsg::Published {
-                conn: from,
-                result: Ok(id),
-            },
-        );
+        self.stats.count_message(label.as_str());
+        id
     }
 
     fn replay(&mut self, conn: ConnRef, channels: &[Channel], since: Option<MessageId>) {

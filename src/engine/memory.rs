@@ -36,11 +36,12 @@ pub const RECEIVER_OVERHEAD_BYTES: usize = 32;
 const HEAP_SLACK: usize = 1024;
 
 /// What one stored message counts against [`StoreLimits::max_bytes`]:
-/// `body + text + MESSAGE_OVERHEAD_BYTES + RECEIVER_OVERHEAD_BYTES * receivers`.
+/// `body + text + binary + MESSAGE_OVERHEAD_BYTES + RECEIVER_OVERHEAD_BYTES * receivers`.
 pub fn message_cost(msg: &Message) -> usize {
     msg.body
         .len()
         .saturating_add(msg.text.len())
+        .saturating_add(msg.binary.len())
         .saturating_add(MESSAGE_OVERHEAD_BYTES)
         .saturating_add(RECEIVER_OVERHEAD_BYTES.saturating_mul(msg.receivers.len()))
 }

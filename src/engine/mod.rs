@@ -19,10 +19,10 @@ pub mod memory;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use crossbeam_channel::{Sender as ChanSender, TrySendError};
 
-use crate::message::{Channel, ChannelId, MessageId, Sender, SharedMessage};
+use crate::message::{Channel, MessageId, SharedMessage};
+pub use crate::proto::request::Publication;
 
 /// Capacity of the queue from all cores to the engine. A full queue makes publishes answer 503
 /// at once (a reactor never waits); 16,384 commands absorb bursts of a few hundred milliseconds.
@@ -48,18 +48,13 @@ pub struct ConnRef {
 /// What cores ask of the engine.
 #[derive(Debug)]
 pub enum EngineCmd {
-    /// Assign an id, store (when `expiry > 0`) and deliver to every subscriber of `receivers`.
+    /// Assign ids, store (when `expiry > 0`) and deliver each message to every subscriber of its
+    /// receivers, in order. Answered with [`CoreMsg::Published`].
     Publish {
-        /// Connection to answer with [`CoreMsg::Published`].
+        /// Connection to answer.
         from: ConnRef,
-        /// Channels to publish to.
-        receivers: Vec<Channel>,
-        /// The body (JSON text).
-        body: Bytes,
-        /// Requested storage time in seconds (capped by the message TTL; 0 = not stored).
-        expiry: u32,
-        /// Who publishes.
-        sender: Sender,
+        /// The messages.
+        messages: Vec<Publication>,
     },
     /// A connection starts listening on `channels`. Answered with [`CoreMsg::Replay`] holding the
     /// stored messages after `since` (none when `since` is absent) and the newest stored id.
@@ -68,6 +63,9 @@ pub enum EngineCmd {
         conn: ConnRef,
         /// Its channels.
         channels: Arc<[Channel]>,
+        /// Channels on which it counts against `max_conn_per_channel` (private channels named
+        /// with a public part); the oldest connection over the limit is evicted.
+        capped: Arc<[Channel]>,
         /// Its last received message id.
         since: Option<MessageId>,
     },
@@ -80,14 +78,16 @@ pub enum EngineCmd {
         /// The last id it was given.
         since: MessageId,
     },
-    /// A connection of `core` stopped listening on `channels`.
+    /// A connection stopped listening on `channels` (it was last seen now).
     Unsubscribe {
-        /// Core index.
-        core: u16,
+        /// The connection.
+        conn: ConnRef,
         /// The channels it listened on.
         channels: Arc<[Channel]>,
+        /// Its capped channels.
+        capped: Arc<[Channel]>,
     },
-    /// Subscriber counts of channels, answered with [`CoreMsg::ChannelInfo`].
+    /// Subscriber counts and online state of channels, answered with [`CoreMsg::ChannelInfo`].
     ChannelInfo {
         /// Connection to answer.
         from: ConnRef,
@@ -96,6 +96,17 @@ pub enum EngineCmd {
     },
     /// Stop the engine thread.
     Shutdown,
+}
+
+/// Subscriber count and online state of one channel (spec/publishing.md §3, spec/binary.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelState {
+    /// The channel.
+    pub channel: Channel,
+    /// Connections listening on it now, on all cores.
+    pub subscribers: u32,
+    /// Listening now, or seen within `online_ttl + online_delta`.
+    pub online: bool,
 }
 
 /// Why a publication was refused.
@@ -145,12 +156,17 @@ pub enum CoreMsg {
         /// The new id, or why nothing was published.
         result: Result<MessageId, PublishError>,
     },
-    /// Subscriber counts, in the order asked.
+    /// Channel states, in the order asked.
     ChannelInfo {
         /// The asking connection.
         conn: ConnRef,
-        /// (channel, subscribers) pairs.
-        infos: Vec<(ChannelId, u32)>,
+        /// One state per asked channel.
+        infos: Vec<ChannelState>,
+    },
+    /// The connection must close: its channel has too many connections (spec/binary.md §5).
+    Evict {
+        /// The connection.
+        conn: ConnRef,
     },
     /// Stop accepting, close connections, exit the core.
     Shutdown,
@@ -162,7 +178,8 @@ impl CoreMsg {
         match self {
             Self::Replay { conn, .. }
             | Self::Published { conn, .. }
-            | Self::ChannelInfo { conn, .. } => Some(*conn),
+            | Self::ChannelInfo { conn, .. }
+            | Self::Evict { conn } => Some(*conn),
             Self::Deliver(_) | Self::Shutdown => None,
         }
     }

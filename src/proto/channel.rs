@@ -51,6 +51,9 @@ pub struct Subscription {
     /// The public id of the first token that carries one: the connection's identity when it
     /// publishes to other public channels.
     pub own_public: Option<ChannelId>,
+    /// The private channels of the tokens that carry a public part: they count against
+    /// `max_conn_per_channel` (spec/binary.md §5).
+    pub capped: Vec<Channel>,
 }
 
 /// Checks tokens against the configured security key.
@@ -86,6 +89,7 @@ impl Signer {
     pub fn subscription(&self, list: &[u8], max: usize) -> Result<Subscription, ChannelError> {
         let mut channels = Vec::new();
         let mut own_public = None;
+        let mut capped = Vec::new();
         let mut tokens = 0usize;
         for token in list.split(|&b| b == b'/').filter(|t| !t.is_empty()) {
             tokens += 1;
@@ -97,6 +101,7 @@ impl Signer {
             push_unique(&mut channels, Channel::private(parsed.private));
             if let Some(public) = parsed.public {
                 push_unique(&mut channels, Channel::public(public));
+                push_unique(&mut capped, Channel::private(parsed.private));
                 own_public.get_or_insert(public);
             }
         }
@@ -106,6 +111,7 @@ impl Signer {
         Ok(Subscription {
             channels,
             own_public,
+            capped,
         })
     }
 

@@ -3,5 +3,6 @@
 pub mod channel;
 pub mod http;
 pub mod pb;
+pub mod request;
 pub mod text;
 pub mod ws;

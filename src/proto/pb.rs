@@ -3,7 +3,53 @@
 //! schema exactly (spec/binary.md §1), so the bytes are what the Bitrix JS client and PHP module
 //! expect.
 
+use bytes::Bytes;
 use prost::{Enumeration, Message, Oneof};
+
+use crate::message::{MessageId, Sender};
+
+/// Encodes one published message as subscribers receive it: a `ResponseBatch` with one
+/// `outgoingMessages` response holding one `OutgoingMessage` (spec/binary.md §2). `sender` is
+/// always present, since clients dereference it.
+pub fn encode_message(
+    id: MessageId,
+    body: &[u8],
+    expiry: u32,
+    created: u32,
+    sender: Sender,
+) -> Bytes {
+    let batch = ResponseBatch {
+        responses: vec![Response {
+            command: Some(response::Command::OutgoingMessages(
+                OutgoingMessagesResponse {
+                    messages: vec![OutgoingMessage {
+                        id: id.0.to_vec(),
+                        body: String::from_utf8_lossy(body).into_owned(),
+                        expiry,
+                        created,
+                        sender: Some(SenderPb::from(sender)),
+                    }],
+                },
+            )),
+        }],
+    };
+    Bytes::from(batch.encode_to_vec())
+}
+
+impl From<Sender> for SenderPb {
+    fn from(sender: Sender) -> Self {
+        match sender {
+            Sender::Backend => Self {
+                r#type: SenderType::Backend as i32,
+                id: Vec::new(),
+            },
+            Sender::Client(id) => Self {
+                r#type: SenderType::Client as i32,
+                id: id.0.to_vec(),
+            },
+        }
+    }
+}
 
 /// A batch of requests from a publisher or a browser.
 #[derive(Clone, PartialEq, Message)]

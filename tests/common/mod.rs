@@ -57,7 +57,7 @@ pub struct TestServer {
 }
 
 /// The tests' base configuration: two cores, loopback listeners on port 0, quiet logs and a short
-/// shutdown grace so dropping a server is quick.
+/// shutdown grace so dropping a server is quick, and no online window after disconnects.
 pub fn test_config() -> Config {
     let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
     Config {
@@ -74,6 +74,10 @@ pub fn test_config() -> Config {
         ],
         shutdown_grace: Duration::from_millis(300),
         log_level: "warn".into(),
+        // A channel counts as online only while connected, so subscriber counts fall to 0 at
+        // once; tests of the online window set their own.
+        online_ttl: Duration::from_millis(1),
+        online_delta: Duration::from_millis(1),
         ..Config::default()
     }
 }

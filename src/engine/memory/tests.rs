@@ -27,6 +27,7 @@ fn msg(n: u64, receivers: &[Channel], expiry: u32, body_len: usize) -> SharedMes
         sender: Sender::Backend,
         receivers: receivers.into(),
         text: Bytes::new(),
+        binary: Bytes::new(),
     })
 }
 
