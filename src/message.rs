@@ -139,6 +139,13 @@ impl MessageId {
         out
     }
 
+    /// The 10-digit start-time part.
+    pub fn start(&self) -> u64 {
+        self.digits()[..10]
+            .iter()
+            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'))
+    }
+
     /// The 16-digit counter part: the `id` field of the text format.
     pub fn counter(&self) -> u64 {
         self.digits()[10..]

@@ -126,7 +126,8 @@ impl Server {
                 max_bytes: shared.config.history_max_bytes,
             },
         };
-        let engine = LocalEngine::new(engine_rx, peers.clone(), settings, engine_stats);
+        let state_file = shared.config.state_file.clone();
+        let engine = LocalEngine::new(engine_rx, peers.clone(), settings, engine_stats, state_file);
         let engine = std::thread::Builder::new()
             .name("pushpull-engine".into())
             .spawn(move || engine.run())

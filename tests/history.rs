@@ -282,3 +282,26 @@ fn websocket_mid_in_the_future_does_not_filter_live_messages() {
     let mid = srv.publish(&ch, &body(1), None);
     assert_eq!(ws.messages(1, WAIT)[0].mid, mid);
 }
+
+/// spec/history.md §5: with a state file, stored messages survive a restart (still within their
+/// expiry, with their ids), and new ids continue above the old ones.
+#[test]
+fn state_file_keeps_messages_across_restart() {
+    let path = std::env::temp_dir().join(format!("pushpull-state-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let ch = channel();
+    let state = Some(path.clone());
+    let srv = start(|c| c.state_file = state.clone());
+    let kept = srv.publish(&ch, &body(1), Some(60));
+    srv.publish(&ch, &body(2), None);
+    drop(srv);
+    let srv = start(|c| c.state_file = state.clone());
+    assert_eq!(
+        mids_of(&poll(srv.sub, &ch, Some(MID_ZERO))),
+        vec![kept.clone()]
+    );
+    let next = srv.publish(&ch, &body(3), Some(60));
+    assert!(next > kept, "{next} after {kept}");
+    drop(srv);
+    let _ = std::fs::remove_file(&path);
+}

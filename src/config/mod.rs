@@ -1,20 +1,30 @@
-//! pushpull's configuration: defaults, a TOML file, `PUSHPULL_*` environment variables and
-//! command-line flags, merged in that order (each later source wins) and validated into one
-//! concrete [`Config`].
+//! pushpull's configuration: defaults, the Node push server's files (optional), a TOML file,
+//! `PUSHPULL_*` environment variables and command-line flags, merged in that order (each later
+//! source wins) and validated into one concrete [`Config`].
 //!
+//! * [`bitrix`] reads the Node push server's `push-server-{sub,pub}-<port>.json` files
+//!   ([`Cli::bitrix_config`], `PUSHPULL_BITRIX_CONFIG`) and/or the BitrixVM `push-server-multi`
+//!   sysconfig file ([`Cli::bitrix_sysconfig`], `PUSHPULL_BITRIX_SYSCONFIG`): their servers
+//!   become listeners, their key, storage, TTLs and limits become settings; what pushpull
+//!   ignores ends up in [`Config::warnings`].
 //! * The file ([`Cli::config`] or `PUSHPULL_CONFIG`) uses the keys of [`Config`]; every key is
 //!   optional, unknown keys are an error. Durations are whole seconds or strings such as
 //!   `"500ms"`, `"40s"`, `"2m"` (see [`parse_duration`]). Any `[[listener]]` entries replace
-//!   the default listeners entirely.
+//!   the listeners entirely. The `[storage]` table has `type = "memory"` (default) or
+//!   `type = "redis"` with `host`, `port`, `socket`, `database`, `password`; Redis settings
+//!   without a `type` select Redis.
 //! * Every file key can be overridden by `PUSHPULL_<KEY>` (upper case), plus the list-valued
 //!   `PUSHPULL_SUB_LISTEN` / `PUSHPULL_PUB_LISTEN` (comma-separated), each replacing the
-//!   listeners of its kind. An empty variable counts as unset, except `PUSHPULL_SECURITY_KEY=`
-//!   which explicitly turns signature checking off.
+//!   listeners of its kind, and `PUSHPULL_STORAGE`, `PUSHPULL_REDIS_{HOST,PORT,SOCKET,
+//!   DATABASE,PASSWORD}` for `[storage]`. An empty variable counts as unset, except
+//!   `PUSHPULL_SECURITY_KEY=` which explicitly turns signature checking off and
+//!   `PUSHPULL_REDIS_PASSWORD=` which removes the password.
 //! * Flags override everything; `--sub-listen` / `--pub-listen` replace the listeners of their
-//!   kind.
+//!   kind; `--redis ADDR` selects Redis at `HOST:PORT` or a Unix socket path.
 //!
 //! [`Config::to_toml`] prints the effective configuration in the file's own format, with the
-//! security key redacted: that is the output of `pushpull check-config`.
+//! security key and the Redis password redacted, and the Bitrix files read and the warnings
+//! as comments: that is the output of `pushpull check-config`.
 
 pub mod bitrix;
 mod cli;

@@ -6,13 +6,16 @@
 //! of a channel gets nothing for it.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ahash::AHashMap;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use log::{info, warn};
 
 use super::memory::{MemoryStore, StoreLimits};
+use super::snapshot;
 use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication};
 use crate::message::{Channel, Message, MessageId, SharedMessage};
 use crate::metrics::EngineStats;
@@ -72,10 +75,28 @@ impl IdSource {
         }
     }
 
+    /// A source that continues after `last` when the clock would give lower ids (a restart
+    /// that reloads a state file written by a source with a later clock).
+    pub fn after(start_ms: u64, last: Option<MessageId>) -> Self {
+        let mut source = Self::new(start_ms);
+        if let Some(last) = last {
+            if MessageId::new(source.start, source.counter) <= last {
+                source.start = last.start();
+                source.counter = last.counter();
+            }
+        }
+        source
+    }
+
     /// The next id.
     pub fn next_id(&mut self) -> MessageId {
         self.counter += 1;
         MessageId::new(self.start, self.counter)
+    }
+
+    /// The last id issued, if any.
+    pub fn last(&self) -> Option<MessageId> {
+        (self.counter > 0).then(|| MessageId::new(self.start, self.counter))
     }
 }
 
@@ -94,6 +115,7 @@ pub struct LocalEngine {
     stats: Arc<EngineStats>,
     targets: Vec<bool>,
     last_prune: Instant,
+    state_file: Option<PathBuf>,
 }
 
 impl LocalEngine {
@@ -103,9 +125,10 @@ impl LocalEngine {
         cores: Vec<CorePeer>,
         settings: LocalSettings,
         stats: Arc<EngineStats>,
+        state_file: Option<PathBuf>,
     ) -> Self {
         let n = cores.len();
-        Self {
+        let mut engine = Self {
             rx,
             cores,
             store: MemoryStore::new(settings.limits),
@@ -117,6 +140,50 @@ impl LocalEngine {
             stats,
             targets: vec![false; n],
             last_prune: Instant::now(),
+            state_file,
+        };
+        engine.restore();
+        engine
+    }
+
+    /// Reloads the state file, if one is configured (spec/history.md §5).
+    fn restore(&mut self) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let now_ms = unix_ms();
+        match snapshot::load(path, now_ms) {
+            Ok(snap) => {
+                let now = Instant::now();
+                let count = snap.messages.len();
+                for (msg, expires_at_ms) in snap.messages {
+                    let left = Duration::from_millis(expires_at_ms.saturating_sub(now_ms));
+                    self.store.store_until(Arc::new(msg), now + left);
+                }
+                self.ids = IdSource::after(now_ms, snap.last_id.max(self.store.last_stored()));
+                info!(
+                    "state file {}: {count} messages restored, {} unreadable lines skipped",
+                    path.display(),
+                    snap.skipped
+                );
+            }
+            Err(e) => warn!("state file {}: not restored: {e}", path.display()),
+        }
+    }
+
+    /// Writes the state file, if one is configured.
+    fn save(&self) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let (now, now_ms) = (Instant::now(), unix_ms());
+        let messages = self.store.messages().map(|(msg, at)| {
+            let left = at.saturating_duration_since(now).as_millis() as u64;
+            (msg.as_ref(), now_ms + left)
+        });
+        match snapshot::save(path, self.ids.last(), messages) {
+            Ok(n) => info!("state file {}: {n} messages saved", path.display()),
+            Err(e) => warn!("state file {}: not saved: {e}", path.display()),
         }
     }
 
@@ -128,14 +195,16 @@ impl LocalEngine {
                 at.saturating_duration_since(now).min(MAX_IDLE)
             });
             match self.rx.recv_timeout(wait) {
-                Ok(EngineCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(EngineCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    return self.save();
+                }
                 Ok(cmd) => self.handle(cmd),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             // Drain what is queued without sleeping, then purge once.
             for _ in 0..DRAIN_BUDGET {
                 match self.rx.try_recv() {
-                    Ok(EngineCmd::Shutdown) => return,
+                    Ok(EngineCmd::Shutdown) => return self.save(),
                     Ok(cmd) => self.handle(cmd),
                     Err(_) => break,
                 }

@@ -146,6 +146,13 @@ impl MemoryStore {
     /// id is still filed in its sorted place and a repeated id is ignored. A message with
     /// `expiry == 0` or no receivers is not stored.
     pub fn store(&mut self, msg: SharedMessage, now: Instant) {
+        let expires_at = expiry_instant(now, msg.expiry);
+        self.store_until(msg, expires_at);
+    }
+
+    /// [`MemoryStore::store`] with an explicit expiry time (messages reloaded at start keep
+    /// the time they had left).
+    pub fn store_until(&mut self, msg: SharedMessage, expires_at: Instant) {
         let id = msg.id;
         debug_assert!(
             self.last_stored.is_none_or(|last| id > last),
@@ -162,7 +169,6 @@ impl MemoryStore {
                 refs += 1;
             }
         }
-        let expires_at = expiry_instant(now, msg.expiry);
         self.bytes = self.bytes.saturating_add(message_cost(&msg));
         self.expiries.push(Reverse((expires_at, id)));
         self.entries.insert(
@@ -270,6 +276,16 @@ impl MemoryStore {
             replay.messages.push(entry.msg.clone());
         }
         replay
+    }
+
+    /// Every stored message with its expiry time, oldest first.
+    pub fn messages(&self) -> impl Iterator<Item = (&SharedMessage, Instant)> + '_ {
+        self.entries.values().map(|e| (&e.msg, e.expires_at))
+    }
+
+    /// The newest id ever stored.
+    pub fn last_stored(&self) -> Option<MessageId> {
+        self.last_stored
     }
 
     /// The newest id stored on any of `channels` and not expired at `now`, if any.

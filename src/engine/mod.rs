@@ -15,6 +15,7 @@
 
 pub mod local;
 pub mod memory;
+pub mod snapshot;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -59,7 +59,14 @@ pub(super) fn parse(
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        message: {
+            let text = e.to_string();
+            // serde_json appends " at line L column C", which the error shows already.
+            match text.rfind(" at line ") {
+                Some(at) => text[..at].to_owned(),
+                None => text,
+            }
+        },
     })?;
     let f = FileCx { path };
     let root = f.object("(top level)", &root)?;
