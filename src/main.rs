@@ -36,6 +36,9 @@ fn main() -> anyhow::Result<()> {
         .target(env_logger::Target::Stderr)
         .init();
 
+    for warning in &config.warnings {
+        log::warn!("configuration: {warning}");
+    }
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let server = Server::start(config).context("starting the server")?;
     if let Some(signal) = signals.forever().next() {

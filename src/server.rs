@@ -61,6 +61,14 @@ impl Server {
     /// Binds the listeners and starts the engine and the cores.
     pub fn start(config: Config) -> Result<Self, ServerError> {
         let threads = config.threads.max(1);
+        if let crate::config::Storage::Redis(_) = &config.storage {
+            // The Redis engine is not part of this build: one process keeps everything in
+            // memory, which is what a single-node migration needs.
+            log::warn!(
+                "storage = redis is not supported by this build: using the in-memory engine \
+                 (set a state_file to keep messages across restarts)"
+            );
+        }
         let core_stats: Vec<Arc<CoreStats>> = (0..threads).map(|_| Arc::default()).collect();
         let engine_stats = Arc::new(EngineStats::default());
         let signer = Signer::new(config.security_key.as_deref(), config.signature_algo);

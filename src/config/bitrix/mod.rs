@@ -423,7 +423,7 @@ impl Merge {
             path,
             Values,
         )?;
-        merge_one(&mut self.storage, "storage", one.storage, path, Hidden)?;
+        merge_one(&mut self.storage, "storage", one.storage, path, Values)?;
         let ttl = one.message_ttl;
         merge_one(
             &mut self.message_ttl,
