@@ -1,6 +1,6 @@
 // The same real pull client bundled into a web page (esbuild) and run by Debian's Chromium,
 // headless, driven by playwright-core. The page is served from its own port, so every request to
-// pushpull is cross-origin. Version 4 needs PUSHPULL_BINARY_MODE=1, as in client.test.mjs.
+// pushpull is cross-origin.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';

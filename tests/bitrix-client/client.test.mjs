@@ -1,6 +1,6 @@
 // The real Bitrix pull client (@bitrix24/b24jssdk 2.2.0, PullClient) against a pushpull process,
 // in Node: every scenario for WebSocket and long polling, queue-server version 3 (text) and 4
-// (protobuf). Version-4 scenarios need PUSHPULL_BINARY_MODE=1 (see harness.mjs BINARY_SKIP).
+// (protobuf).
 
 import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';

@@ -12,13 +12,8 @@ export { TEST_KEY };
 /** How long one expected event may take (the client's own delays are 0.5–0.6 s). */
 export const WAIT_MS = 8_000;
 
-/** Whether the binary (version 4) scenarios run: set PUSHPULL_BINARY_MODE=1. */
-export const BINARY_MODE = process.env.PUSHPULL_BINARY_MODE === '1';
-/** The reason printed for gated scenarios. */
-export const BINARY_SKIP = BINARY_MODE
-  ? false
-  : 'binary mode (queue-server version 4: binaryMode=true subscribers, protobuf /pub/?binaryMode=true, ' +
-    '/bitrix/rest/, client publishing) is not in this build yet; set PUSHPULL_BINARY_MODE=1 to run';
+/** Version-4 (binary) scenarios always run: pushpull serves queue-server version 4. */
+export const BINARY_SKIP = false;
 
 /**
  * Longest one test file may run. Past it the file prints why and exits; its exit handler

@@ -114,7 +114,10 @@ export class PushpullServer {
       '--log-level', 'warn',
     ];
     if (this.stateFile) args.push('--state-file', this.stateFile);
-    const child = spawn(pushpullBin(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // GET /pub/ counts a channel as online (subscribers 1) for online_ttl + online_delta after its
+    // last connection left; the scenarios watch subscribers fall to 0, so the window is minimal.
+    const env = { ...process.env, PUSHPULL_ONLINE_TTL: '1ms', PUSHPULL_ONLINE_DELTA: '0' };
+    const child = spawn(pushpullBin(), args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     this.starts += 1;
     const tag = `[pushpull#${this.starts} pid ${child.pid}] `;
     const take = (chunk) => {
