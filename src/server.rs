@@ -129,13 +129,21 @@ impl Server {
             replay_max_bytes: shared.config.out_queue_bytes / 2,
             online_window: shared.config.online_ttl + shared.config.online_delta,
             max_conn_per_channel: shared.config.max_conn_per_channel,
+            stats_interval: shared.config.stats_interval,
             limits: StoreLimits {
                 channel_history: shared.config.channel_history,
                 max_bytes: shared.config.history_max_bytes,
             },
         };
         let state_file = shared.config.state_file.clone();
-        let engine = LocalEngine::new(engine_rx, peers.clone(), settings, engine_stats, state_file);
+        let engine = LocalEngine::new(
+            engine_rx,
+            peers.clone(),
+            settings,
+            engine_stats,
+            core_stats.clone(),
+            state_file,
+        );
         let engine = std::thread::Builder::new()
             .name("pushpull-engine".into())
             .spawn(move || engine.run())

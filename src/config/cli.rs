@@ -133,7 +133,7 @@ pub struct Cli {
     /// Online TTL.
     #[arg(long, global = true, value_name = "DUR", value_parser = file::parse_duration,
           help = format!("A channel stays online this long (plus online_delta) after its last \
-                          long-poll request or WebSocket pong [env: PUSHPULL_ONLINE_TTL] \
+                          connection left [env: PUSHPULL_ONLINE_TTL] \
                           [default: {}]", file::format_duration(DEFAULT_ONLINE_TTL)))]
     pub online_ttl: Option<Duration>,
 

@@ -89,21 +89,21 @@ pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// Most messages replayed to one reconnecting subscriber (equal to a full channel history).
 pub const DEFAULT_REPLAY_MAX: usize = 1000;
 
-/// How long a channel stays online after its last long-poll request or WebSocket pong: the
-/// reference's `onlineTTL` (120 s), one WebSocket ping interval, so a live WebSocket client never
-/// drops offline between two pongs.
+/// How long a channel stays online after its last connection left (a long-poll answered, a
+/// WebSocket closed): the reference's `onlineTTL` (120 s), so a long-poll client between two
+/// requests or a WebSocket client reconnecting never looks offline.
 pub const DEFAULT_ONLINE_TTL: Duration = Duration::from_secs(120);
 /// Slack added to [`DEFAULT_ONLINE_TTL`]: the reference's `onlineDelta` (10 s), covering the
 /// round trip of a ping and a long-poll client's reconnect gap.
 pub const DEFAULT_ONLINE_DELTA: Duration = Duration::from_secs(10);
-/// Most connections one public channel may have; when a new one arrives the oldest is closed
-/// with 4029: the reference's `maxConnPerChannel` (100), which bounds fan-out per channel id
-/// that anyone knowing it can subscribe to.
+/// Most connections on the private channel of a `private:public` token (a user's channel);
+/// when a new one arrives the oldest is closed with 4029: the reference's `maxConnPerChannel`
+/// (100), which bounds the connections one user can hold.
 pub const DEFAULT_MAX_CONN_PER_CHANNEL: usize = 100;
 /// Most messages in one protobuf publish request: the reference's `maxMessagesPerRequest` (100).
 pub const DEFAULT_MAX_MESSAGES_PER_REQUEST: usize = 100;
-/// How often per-process statistics are refreshed and stored: the reference's `statTLLMsec`
-/// (60 000 ms); `/server-stat/` answers are at most this old.
+/// How often a one-line statistics summary is logged (the reference's `statTLLMsec`, 60 000 ms,
+/// is how often it stored its statistics): frequent enough to follow a busy day in the log.
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Most worker threads accepted: far above any useful core count, low enough to catch typos.
@@ -214,13 +214,14 @@ pub struct Config {
     /// Log level: one of [`LOG_LEVELS`].
     pub log_level: String,
     /// A channel counts as online while it has a connection and for `online_ttl +
-    /// online_delta` after its last long-poll request or WebSocket pong.
+    /// online_delta` after its last connection left.
     #[serde(serialize_with = "file::ser_duration")]
     pub online_ttl: Duration,
     /// Slack added to `online_ttl`.
     #[serde(serialize_with = "file::ser_duration")]
     pub online_delta: Duration,
-    /// Most connections per public channel; the oldest is closed with 4029 beyond it.
+    /// Most connections per user channel (tokens with a public part); the oldest is closed with
+    /// 4029 beyond it.
     pub max_conn_per_channel: usize,
     /// Most messages in one protobuf publish request.
     pub max_messages_per_request: usize,

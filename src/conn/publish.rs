@@ -147,6 +147,11 @@ fn own_public(query: &str, cx: &Cx<'_>) -> Result<crate::message::ChannelId, Wir
 fn run(s: &mut Session, request: ClientRequest, p: Persistence, now: Instant, cx: &mut Cx<'_>) {
     cx.shared.engine_stats.count_request(request.command());
     let (cmd, reply) = match request {
+        // Nothing to publish: accepted, as the reference does.
+        ClientRequest::Publish(messages) if messages.is_empty() => {
+            respond::plain(&mut s.out, 200, "text/plain", b"", p);
+            return s.finish_request(p, now, cx);
+        }
         ClientRequest::Publish(messages) => (
             EngineCmd::Publish {
                 from: cx.conn,

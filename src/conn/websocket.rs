@@ -197,6 +197,7 @@ impl Ws {
         };
         cx.shared.engine_stats.count_request(request.command());
         let cmd = match request {
+            ClientRequest::Publish(messages) if messages.is_empty() => return,
             ClientRequest::Publish(messages) => EngineCmd::Publish {
                 from: cx.conn,
                 messages,

@@ -18,7 +18,7 @@ use super::memory::{MemoryStore, StoreLimits};
 use super::snapshot;
 use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication};
 use crate::message::{Channel, Message, MessageId, SharedMessage};
-use crate::metrics::EngineStats;
+use crate::metrics::{CoreStats, EngineStats};
 use crate::reactor::mailbox::CorePeer;
 
 /// Longest sleep of the engine thread when no message expires sooner: purges are never later
@@ -46,6 +46,8 @@ pub struct LocalSettings {
     pub online_window: Duration,
     /// Connections per capped channel before the oldest is evicted.
     pub max_conn_per_channel: usize,
+    /// How often a one-line statistics summary is logged (`stats_interval`).
+    pub stats_interval: Duration,
 }
 
 /// Subscriber counts of one channel, per core.
@@ -115,7 +117,9 @@ pub struct LocalEngine {
     stats: Arc<EngineStats>,
     targets: Vec<bool>,
     last_prune: Instant,
+    last_summary: Instant,
     state_file: Option<PathBuf>,
+    core_stats: Vec<Arc<CoreStats>>,
 }
 
 impl LocalEngine {
@@ -125,6 +129,7 @@ impl LocalEngine {
         cores: Vec<CorePeer>,
         settings: LocalSettings,
         stats: Arc<EngineStats>,
+        core_stats: Vec<Arc<CoreStats>>,
         state_file: Option<PathBuf>,
     ) -> Self {
         let n = cores.len();
@@ -140,7 +145,9 @@ impl LocalEngine {
             stats,
             targets: vec![false; n],
             last_prune: Instant::now(),
+            last_summary: Instant::now(),
             state_file,
+            core_stats,
         };
         engine.restore();
         engine
@@ -217,7 +224,29 @@ impl LocalEngine {
                 self.last_prune = now;
             }
             self.refresh_stats();
+            if now.duration_since(self.last_summary) >= self.settings.stats_interval {
+                self.last_summary = now;
+                self.log_summary();
+            }
         }
+    }
+
+    /// The periodic one-line summary an admin reads in the log (`stats_interval`).
+    fn log_summary(&self) {
+        let sum = |f: fn(&CoreStats) -> u64| -> u64 { self.core_stats.iter().map(|c| f(c)).sum() };
+        info!(
+            "stats: connections={} websockets={} pollings={} channels={} published={} \
+             delivered={} stored={} ({} bytes) slow_closed={}",
+            sum(|c| c.connections.get()),
+            sum(|c| c.websockets.get()),
+            sum(|c| c.pollings.get()),
+            self.interest.len(),
+            self.stats.published.get(),
+            sum(|c| c.delivered.get()),
+            self.stats.stored_messages.get(),
+            self.stats.stored_bytes.get(),
+            sum(|c| c.slow_closed.get()),
+        );
     }
 
     fn handle(&mut self, cmd: EngineCmd) {

@@ -1,6 +1,6 @@
 //! Shared helpers of the integration tests: an in-process server on loopback ports, a small
 //! blocking HTTP/1.1 client, a WebSocket client that masks its frames, publishing and parsing of
-//! text-mode messages. Every wait is bounded by a deadline, so a broken server fails a test
+//! text-mode messages, and protobuf requests and answers of binary mode (spec/binary.md). Every wait is bounded by a deadline, so a broken server fails a test
 //! instead of hanging it.
 #![allow(dead_code)]
 
@@ -9,8 +9,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prost::Message as _;
 use pushpull::config::{Config, ListenerConfig, ListenerKind, SignatureAlgo};
 use pushpull::proto::channel::Signer;
+use pushpull::proto::pb;
 use pushpull::server::Server;
 use serde_json::Value;
 
@@ -789,4 +791,164 @@ pub fn parse_server_frame(buf: &[u8]) -> Option<(usize, Frame)> {
             payload: buf[head..head + len].to_vec(),
         },
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binary mode (protobuf, spec/binary.md)
+
+/// The 16 raw bytes of a 32-digit hex channel id.
+pub fn raw_id(hex: &str) -> Vec<u8> {
+    hex::decode(hex).expect("channel id is hex")
+}
+
+/// `<private>:<public>.<signature>` with `key` (channels.md §2).
+pub fn sign_pair(key: &str, private: &str, public: &str) -> String {
+    sign(key, &format!("{private}:{public}"))
+}
+
+/// The raw signature bytes of public channel `public` with `key`: HMAC-SHA1 of
+/// `public:<hex>` (channels.md §3).
+pub fn public_signature(key: &str, public: &str) -> Vec<u8> {
+    let signer = Signer::new(Some(key), SignatureAlgo::Sha1);
+    hex::decode(signer.sign(format!("public:{public}").as_bytes())).expect("hex signature")
+}
+
+/// A `RequestBatch` holding one request with `command`, encoded.
+pub fn pb_request(command: pb::request::Command) -> Vec<u8> {
+    pb::RequestBatch {
+        requests: vec![pb::Request {
+            command: Some(command),
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// A receiver: `id` (hex), private or public, with a raw signature (may be empty).
+pub fn pb_receiver(id: &str, is_private: bool, signature: Vec<u8>) -> pb::Receiver {
+    pb::Receiver {
+        id: raw_id(id),
+        is_private,
+        signature,
+    }
+}
+
+/// One `IncomingMessage` to `receivers` with `body`, `expiry` and statistics `type`.
+pub fn pb_message(
+    receivers: Vec<pb::Receiver>,
+    body: &str,
+    expiry: u32,
+    kind: &str,
+) -> pb::IncomingMessage {
+    pb::IncomingMessage {
+        receivers,
+        sender: None,
+        body: body.into(),
+        expiry,
+        r#type: kind.into(),
+    }
+}
+
+/// An encoded `incomingMessages` request.
+pub fn pb_publish(messages: Vec<pb::IncomingMessage>) -> Vec<u8> {
+    pb_request(pb::request::Command::IncomingMessages(
+        pb::IncomingMessagesRequest { messages },
+    ))
+}
+
+/// An encoded `channelStats` request for `(hex id, is_private, signature)` entries.
+pub fn pb_channel_stats(channels: &[(&str, bool, Vec<u8>)]) -> Vec<u8> {
+    let channels = channels
+        .iter()
+        .map(|(id, is_private, signature)| pb::ChannelIdPb {
+            id: raw_id(id),
+            is_private: *is_private,
+            signature: signature.clone(),
+        })
+        .collect();
+    pb_request(pb::request::Command::ChannelStats(
+        pb::ChannelStatsRequest { channels },
+    ))
+}
+
+/// `POST /bitrix/pub/?binaryMode=true` with a protobuf body (the trusted API).
+pub fn pb_post(addr: SocketAddr, body: &[u8]) -> Response {
+    let headers = [("Content-Type", "application/octet-stream")];
+    request(addr, "POST", "/bitrix/pub/?binaryMode=true", &headers, body)
+}
+
+/// Decodes a `ResponseBatch`, panicking on bad bytes.
+pub fn pb_decode(bytes: &[u8]) -> pb::ResponseBatch {
+    pb::ResponseBatch::decode(bytes).expect("a ResponseBatch")
+}
+
+/// Every `OutgoingMessage` of a `ResponseBatch`, in order; panics on other responses.
+pub fn pb_messages(bytes: &[u8]) -> Vec<pb::OutgoingMessage> {
+    pb_decode(bytes)
+        .responses
+        .into_iter()
+        .flat_map(|r| match r.command {
+            Some(pb::response::Command::OutgoingMessages(m)) => m.messages,
+            other => panic!("not outgoingMessages: {other:?}"),
+        })
+        .collect()
+}
+
+/// The `channelStats` entries of a `ResponseBatch` with one response.
+pub fn pb_stats_of(bytes: &[u8]) -> Vec<pb::ChannelStats> {
+    let batch = pb_decode(bytes);
+    assert_eq!(batch.responses.len(), 1, "{batch:?}");
+    match batch.responses.into_iter().next().and_then(|r| r.command) {
+        Some(pb::response::Command::ChannelStats(s)) => s.channels,
+        other => panic!("not channelStats: {other:?}"),
+    }
+}
+
+/// Online flags of `channels` (`(hex id, is_private)`) by a trusted `channelStats` request.
+pub fn pb_online(addr: SocketAddr, channels: &[(&str, bool)]) -> Vec<bool> {
+    let list: Vec<(&str, bool, Vec<u8>)> = channels.iter().map(|(c, p)| (*c, *p, vec![])).collect();
+    let r = pb_post(addr, &pb_channel_stats(&list));
+    assert_eq!(r.status, 200, "channelStats: {}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("application/octet-stream"));
+    let stats = pb_stats_of(&r.body);
+    assert_eq!(stats.len(), channels.len(), "{stats:?}");
+    stats
+        .iter()
+        .zip(channels)
+        .map(|(s, (id, is_private))| {
+            assert_eq!(s.id, raw_id(id), "channelStats answers in request order");
+            assert_eq!(s.is_private, *is_private);
+            s.is_online
+        })
+        .collect()
+}
+
+impl Ws {
+    /// Reads frames, answering pings, until a binary data frame; returns its payload.
+    pub fn binary_frame(&mut self, d: Duration) -> Vec<u8> {
+        let until = deadline(d);
+        loop {
+            match self.try_frame(until) {
+                Ok(f) if f.opcode == op::BINARY => {
+                    assert!(f.fin, "server messages are single frames");
+                    return f.payload;
+                }
+                Ok(f) if f.opcode == op::PING => self.send_frame(op::PONG, &f.payload, true),
+                Ok(f) => panic!("expected a binary frame, got {f:?}"),
+                Err(e) => panic!("expected a binary frame, then {e:?}"),
+            }
+        }
+    }
+
+    /// Asserts that no data frame arrives for `d` (pings are answered; a close fails).
+    pub fn expect_no_frame(&mut self, d: Duration) {
+        let until = deadline(d);
+        loop {
+            match self.try_frame(until) {
+                Ok(f) if f.opcode == op::PING => self.send_frame(op::PONG, &f.payload, true),
+                Ok(f) => panic!("unexpected frame: {f:?}"),
+                Err(ReadEnd::Timeout) => return,
+                Err(ReadEnd::Closed) => panic!("connection closed unexpectedly"),
+            }
+        }
+    }
 }
