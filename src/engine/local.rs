@@ -5,7 +5,6 @@
 //! here and the same [`SharedMessage`] goes to each interested core; a core with no subscriber
 //! of a channel gets nothing for it.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +13,7 @@ use ahash::AHashMap;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 
+use super::interest::{Cores, Interest, log_summary};
 use super::memory::{MemoryStore, StoreLimits};
 use super::snapshot;
 use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication};
@@ -48,11 +48,6 @@ pub struct LocalSettings {
     pub max_conn_per_channel: usize,
     /// How often a one-line statistics summary is logged (`stats_interval`).
     pub stats_interval: Duration,
-}
-
-/// Subscriber counts of one channel, per core.
-struct Interest {
-    per_core: Box<[u32]>,
 }
 
 /// Produces message ids: start time of the source plus a counter (spec/history.md §1).
@@ -105,17 +100,14 @@ impl IdSource {
 /// The embedded engine's state; [`LocalEngine::run`] is its thread.
 pub struct LocalEngine {
     rx: Receiver<EngineCmd>,
-    cores: Vec<CorePeer>,
+    cores: Cores,
     store: MemoryStore,
-    interest: AHashMap<Channel, Interest>,
+    interest: Interest,
     /// When channels without connections were last seen.
     seen: AHashMap<Channel, Instant>,
-    /// Connections of capped channels, oldest first.
-    capped: AHashMap<Channel, VecDeque<ConnRef>>,
     ids: IdSource,
     settings: LocalSettings,
     stats: Arc<EngineStats>,
-    targets: Vec<bool>,
     last_prune: Instant,
     last_summary: Instant,
     state_file: Option<PathBuf>,
@@ -132,18 +124,15 @@ impl LocalEngine {
         core_stats: Vec<Arc<CoreStats>>,
         state_file: Option<PathBuf>,
     ) -> Self {
-        let n = cores.len();
         let mut engine = Self {
             rx,
-            cores,
+            interest: Interest::new(cores.len(), settings.max_conn_per_channel),
+            cores: Cores::new(cores),
             store: MemoryStore::new(settings.limits),
-            interest: AHashMap::new(),
             seen: AHashMap::new(),
-            capped: AHashMap::new(),
             ids: IdSource::new(unix_ms()),
             settings,
             stats,
-            targets: vec![false; n],
             last_prune: Instant::now(),
             last_summary: Instant::now(),
             state_file,
@@ -226,27 +215,9 @@ impl LocalEngine {
             self.refresh_stats();
             if now.duration_since(self.last_summary) >= self.settings.stats_interval {
                 self.last_summary = now;
-                self.log_summary();
+                log_summary(&self.core_stats, &self.interest, &self.stats);
             }
         }
-    }
-
-    /// The periodic one-line summary an admin reads in the log (`stats_interval`).
-    fn log_summary(&self) {
-        let sum = |f: fn(&CoreStats) -> u64| -> u64 { self.core_stats.iter().map(|c| f(c)).sum() };
-        info!(
-            "stats: connections={} websockets={} pollings={} channels={} published={} \
-             delivered={} stored={} ({} bytes) slow_closed={}",
-            sum(|c| c.connections.get()),
-            sum(|c| c.websockets.get()),
-            sum(|c| c.pollings.get()),
-            self.interest.len(),
-            self.stats.published.get(),
-            sum(|c| c.delivered.get()),
-            self.stats.stored_messages.get(),
-            self.stats.stored_bytes.get(),
-            sum(|c| c.slow_closed.get()),
-        );
     }
 
     fn handle(&mut self, cmd: EngineCmd) {
@@ -257,7 +228,8 @@ impl LocalEngine {
                     last = Some(self.publish(publication));
                 }
                 let result = last.ok_or(super::PublishError::Unavailable);
-                self.answer(from, CoreMsg::Published { conn: from, result });
+                self.cores
+                    .answer(from, CoreMsg::Published { conn: from, result });
             }
             EngineCmd::Subscribe {
                 conn,
@@ -265,26 +237,8 @@ impl LocalEngine {
                 capped,
                 since,
             } => {
-                let n = self.cores.len();
-                for channel in channels.iter() {
-                    let entry = self.interest.entry(*channel).or_insert_with(|| Interest {
-                        per_core: vec![0; n].into(),
-                    });
-                    if let Some(count) = entry.per_core.get_mut(usize::from(conn.core)) {
-                        *count += 1;
-                    }
-                }
-                for channel in capped.iter() {
-                    let queue = self.capped.entry(*channel).or_default();
-                    queue.push_back(conn);
-                    while queue.len() > self.settings.max_conn_per_channel {
-                        if let Some(oldest) = queue.pop_front() {
-                            if let Some(peer) = self.cores.get(usize::from(oldest.core)) {
-                                peer.send(CoreMsg::Evict { conn: oldest });
-                            }
-                        }
-                    }
-                }
+                let evicted = self.interest.subscribe(conn, &channels, &capped);
+                self.cores.evict(evicted);
                 self.replay(conn, &channels, since);
             }
             EngineCmd::ReplayMore {
@@ -299,25 +253,10 @@ impl LocalEngine {
                 channels,
                 capped,
             } => {
+                self.interest.unsubscribe(conn, &channels, &capped);
                 let now = Instant::now();
                 for channel in channels.iter() {
-                    if let Some(entry) = self.interest.get_mut(channel) {
-                        if let Some(count) = entry.per_core.get_mut(usize::from(conn.core)) {
-                            *count = count.saturating_sub(1);
-                        }
-                        if entry.per_core.iter().all(|&c| c == 0) {
-                            self.interest.remove(channel);
-                        }
-                    }
                     self.seen.insert(*channel, now);
-                }
-                for channel in capped.iter() {
-                    if let Some(queue) = self.capped.get_mut(channel) {
-                        queue.retain(|c| *c != conn);
-                        if queue.is_empty() {
-                            self.capped.remove(channel);
-                        }
-                    }
                 }
             }
             EngineCmd::ChannelInfo { from, channels } => {
@@ -326,17 +265,15 @@ impl LocalEngine {
                     .iter()
                     .map(|ch| self.channel_state(*ch, now))
                     .collect();
-                self.answer(from, CoreMsg::ChannelInfo { conn: from, infos });
+                self.cores
+                    .answer(from, CoreMsg::ChannelInfo { conn: from, infos });
             }
             EngineCmd::Shutdown => {}
         }
     }
 
     fn channel_state(&self, channel: Channel, now: Instant) -> ChannelState {
-        let subscribers = self
-            .interest
-            .get(&channel)
-            .map_or(0, |i| i.per_core.iter().sum::<u32>());
+        let subscribers = self.interest.count(&channel);
         let recently = self
             .seen
             .get(&channel)
@@ -371,19 +308,7 @@ impl LocalEngine {
         if expiry > 0 {
             self.store.store(message.clone(), Instant::now());
         }
-        self.targets.iter_mut().for_each(|t| *t = false);
-        for channel in message.receivers.iter() {
-            if let Some(interest) = self.interest.get(channel) {
-                for (target, &count) in self.targets.iter_mut().zip(interest.per_core.iter()) {
-                    *target |= count > 0;
-                }
-            }
-        }
-        for (core, peer) in self.cores.iter().enumerate() {
-            if self.targets[core] {
-                peer.send(CoreMsg::Deliver(message.clone()));
-            }
-        }
+        self.cores.deliver(&message, &self.interest);
         self.stats.published.add(1);
         self.stats.count_message(label.as_str());
         id
@@ -406,7 +331,7 @@ impl LocalEngine {
             None => (Vec::new(), false),
         };
         let last_id = self.store.last_id(channels, now);
-        self.answer(
+        self.cores.answer(
             conn,
             CoreMsg::Replay {
                 conn,
@@ -417,17 +342,11 @@ impl LocalEngine {
         );
     }
 
-    fn answer(&self, conn: ConnRef, msg: CoreMsg) {
-        if let Some(peer) = self.cores.get(usize::from(conn.core)) {
-            peer.send(msg);
-        }
-    }
-
     fn refresh_stats(&self) {
         let s = self.store.stats();
         self.stats.stored_messages.set(s.messages as u64);
         self.stats.stored_bytes.set(s.bytes as u64);
-        self.stats.channels.set(self.interest.len() as u64);
+        self.stats.channels.set(self.interest.channels() as u64);
     }
 }
 

@@ -13,6 +13,7 @@
 //!                            interest)       (only cores with subscribers of the channel)
 //! ```
 
+pub mod interest;
 pub mod local;
 pub mod memory;
 pub mod snapshot;
