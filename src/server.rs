@@ -12,10 +12,11 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Config, ListenerKind};
+use crate::config::{Config, ListenerKind, Storage};
 use crate::conn::Shared;
 use crate::engine::local::{LocalEngine, LocalSettings, unix_ms};
 use crate::engine::memory::StoreLimits;
+use crate::engine::redis::{RedisEngine, RedisSettings};
 use crate::engine::{DEFAULT_ENGINE_QUEUE, EngineCmd, EngineHandle};
 use crate::metrics::{CoreStats, EngineStats};
 use crate::proto::channel::Signer;
@@ -61,14 +62,6 @@ impl Server {
     /// Binds the listeners and starts the engine and the cores.
     pub fn start(config: Config) -> Result<Self, ServerError> {
         let threads = config.threads.max(1);
-        if let crate::config::Storage::Redis(_) = &config.storage {
-            // The Redis engine is not part of this build: one process keeps everything in
-            // memory, which is what a single-node migration needs.
-            log::warn!(
-                "storage = redis is not supported by this build: using the in-memory engine \
-                 (set a state_file to keep messages across restarts)"
-            );
-        }
         let core_stats: Vec<Arc<CoreStats>> = (0..threads).map(|_| Arc::default()).collect();
         let engine_stats = Arc::new(EngineStats::default());
         let signer = Signer::new(config.security_key.as_deref(), config.signature_algo);
@@ -122,35 +115,18 @@ impl Server {
             });
         }
 
-        let settings = LocalSettings {
-            message_ttl: shared.config.message_ttl,
-            replay_max: shared.config.replay_max,
-            // Half the output queue: a page plus what is still unsent stays under the limit.
-            replay_max_bytes: shared.config.out_queue_bytes / 2,
-            online_window: shared.config.online_ttl + shared.config.online_delta,
-            max_conn_per_channel: shared.config.max_conn_per_channel,
-            stats_interval: shared.config.stats_interval,
-            limits: StoreLimits {
-                channel_history: shared.config.channel_history,
-                max_bytes: shared.config.history_max_bytes,
-            },
-        };
-        let state_file = shared.config.state_file.clone();
-        let engine = LocalEngine::new(
+        let engine = start_engine(
+            &shared,
             engine_rx,
+            engine_tx.clone(),
             peers.clone(),
-            settings,
             engine_stats,
-            core_stats.clone(),
-            state_file,
-        );
-        let engine = std::thread::Builder::new()
-            .name("pushpull-engine".into())
-            .spawn(move || engine.run())
-            .map_err(|source| ServerError::Core {
-                core: threads,
-                source,
-            })?;
+            &core_stats,
+        )
+        .map_err(|source| ServerError::Core {
+            core: threads,
+            source,
+        })?;
 
         let mut cores = Vec::with_capacity(threads);
         for setup in setups {
@@ -218,6 +194,55 @@ impl Server {
             if engine.is_finished() {
                 let _ = engine.join();
             }
+        }
+    }
+}
+
+/// Starts the engine the configuration asks for on its own thread.
+fn start_engine(
+    shared: &Shared,
+    rx: crossbeam_channel::Receiver<EngineCmd>,
+    tx: crossbeam_channel::Sender<EngineCmd>,
+    peers: Vec<CorePeer>,
+    stats: Arc<EngineStats>,
+    core_stats: &[Arc<CoreStats>],
+) -> io::Result<JoinHandle<()>> {
+    let config = &shared.config;
+    let thread = std::thread::Builder::new().name("pushpull-engine".into());
+    let online_window = config.online_ttl + config.online_delta;
+    match &config.storage {
+        Storage::Redis(redis) => {
+            let settings = RedisSettings {
+                redis: redis.clone(),
+                message_ttl: config.message_ttl,
+                channel_history: config.channel_history,
+                replay_max: config.replay_max,
+                max_conn_per_channel: config.max_conn_per_channel,
+                online_window,
+                stats_interval: config.stats_interval,
+            };
+            let engine = RedisEngine::new(rx, tx, peers, settings, stats, core_stats.to_vec())
+                .map_err(io::Error::other)?;
+            thread.spawn(move || engine.run())
+        }
+        Storage::Memory => {
+            let settings = LocalSettings {
+                message_ttl: config.message_ttl,
+                replay_max: config.replay_max,
+                // Half the output queue: a page plus what is still unsent stays under the limit.
+                replay_max_bytes: config.out_queue_bytes / 2,
+                online_window,
+                max_conn_per_channel: config.max_conn_per_channel,
+                stats_interval: config.stats_interval,
+                limits: StoreLimits {
+                    channel_history: config.channel_history,
+                    max_bytes: config.history_max_bytes,
+                },
+            };
+            let state_file = config.state_file.clone();
+            let engine =
+                LocalEngine::new(rx, peers, settings, stats, core_stats.to_vec(), state_file);
+            thread.spawn(move || engine.run())
         }
     }
 }

@@ -268,6 +268,11 @@ impl LocalEngine {
                 self.cores
                     .answer(from, CoreMsg::ChannelInfo { conn: from, infos });
             }
+            EngineCmd::Fanout(messages) => {
+                for message in &messages {
+                    self.cores.deliver(message, &self.interest);
+                }
+            }
             EngineCmd::Shutdown => {}
         }
     }

@@ -16,6 +16,7 @@
 pub mod interest;
 pub mod local;
 pub mod memory;
+pub mod redis;
 pub mod snapshot;
 
 use std::collections::VecDeque;
@@ -96,6 +97,9 @@ pub enum EngineCmd {
         /// Channels asked about.
         channels: Vec<Channel>,
     },
+    /// Messages published through the cluster's pub/sub, for the local subscribers (sent by the
+    /// Redis engine's subscriber thread).
+    Fanout(Vec<SharedMessage>),
     /// Stop the engine thread.
     Shutdown,
 }
