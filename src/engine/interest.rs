@@ -91,6 +91,11 @@ impl Interest {
     pub fn channels(&self) -> usize {
         self.counts.len()
     }
+
+    /// Every channel with at least one connection.
+    pub fn channel_list(&self) -> impl Iterator<Item = &Channel> + '_ {
+        self.counts.keys()
+    }
 }
 
 /// The engine's way to the cores.

@@ -273,7 +273,7 @@ impl LocalEngine {
                     self.cores.deliver(message, &self.interest);
                 }
             }
-            EngineCmd::Shutdown => {}
+            EngineCmd::Resync | EngineCmd::Shutdown => {}
         }
     }
 

@@ -100,6 +100,9 @@ pub enum EngineCmd {
     /// Messages published through the cluster's pub/sub, for the local subscribers (sent by the
     /// Redis engine's subscriber thread).
     Fanout(Vec<SharedMessage>),
+    /// The Redis engine's subscriber thread subscribed again after losing its connection:
+    /// messages stored meanwhile are fetched and delivered before the new stream's.
+    Resync,
     /// Stop the engine thread.
     Shutdown,
 }

@@ -154,6 +154,8 @@ pub struct RedisEngine {
     channel: String,
     subscriber: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     last_summary: Instant,
+    /// Newest id delivered from the pub/sub stream: where a resync starts.
+    last_fanout: Option<MessageId>,
 }
 
 impl RedisEngine {
@@ -192,6 +194,7 @@ impl RedisEngine {
             channel: format!("{}{uid}", scripts::PUBSUB_PREFIX),
             subscriber: Some((stop, handle)),
             last_summary: Instant::now(),
+            last_fanout: None,
         })
     }
 
@@ -281,8 +284,10 @@ impl RedisEngine {
                 EngineCmd::Fanout(messages) => {
                     for message in &messages {
                         self.cores.deliver(message, &self.interest);
+                        self.last_fanout = self.last_fanout.max(Some(message.id));
                     }
                 }
+                EngineCmd::Resync => self.resync(),
                 EngineCmd::Shutdown => {}
             }
         }
@@ -420,6 +425,38 @@ impl RedisEngine {
         }
     }
 
+    /// After the subscriber thread lost and regained its connection: delivers the messages stored
+    /// on the local channels after the last one seen on the stream, in id order, before the new
+    /// stream's (spec/cluster.md §7). Connections drop what they already had.
+    fn resync(&mut self) {
+        let Some(since) = self.last_fanout else {
+            return;
+        };
+        let channels: Vec<Channel> = self.interest.channel_list().copied().collect();
+        if channels.is_empty() {
+            return;
+        }
+        let limit = self.settings.replay_max;
+        let Some(conn) = self.link.get() else {
+            return;
+        };
+        let messages = match missed_messages(conn, &channels, since, limit) {
+            Ok(messages) => messages,
+            Err(e) => {
+                self.link.failed(&e);
+                return;
+            }
+        };
+        info!(
+            "redis resync: {} stored messages delivered after the pub/sub gap",
+            messages.len()
+        );
+        for message in &messages {
+            self.cores.deliver(message, &self.interest);
+            self.last_fanout = self.last_fanout.max(Some(message.id));
+        }
+    }
+
     /// Online state of channels: connected here, or marked online in Redis by any node.
     fn channel_infos(&mut self, infos: Vec<(ConnRef, Vec<Channel>)>) {
         let keys: Vec<Vec<u8>> = infos
@@ -537,6 +574,48 @@ fn replay_pages(
     Ok(pages)
 }
 
+/// Messages stored on `channels` after `since`, each with the channels it is stored on, in id
+/// order (at most `limit` per channel).
+fn missed_messages(
+    conn: &mut Connection,
+    channels: &[Channel],
+    since: MessageId,
+    limit: usize,
+) -> redis::RedisResult<Vec<SharedMessage>> {
+    let from = [b"(".as_slice(), &since.0].concat();
+    let mut pipe = redis::pipe();
+    for channel in channels {
+        pipe.cmd("ZRANGEBYLEX")
+            .arg(scripts::messages_key(channel))
+            .arg(&from)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit);
+    }
+    let replies: Vec<redis::Value> = pipe.query(conn)?;
+    let mut receivers: std::collections::BTreeMap<MessageId, Vec<Channel>> = Default::default();
+    for (channel, reply) in channels.iter().zip(replies) {
+        for id in ids_of(Some(reply)) {
+            receivers.entry(id).or_default().push(*channel);
+        }
+    }
+    if receivers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<Vec<u8>> = receivers
+        .keys()
+        .map(|id| scripts::message_key(&id.0))
+        .collect();
+    let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query(conn)?;
+    Ok(receivers
+        .values()
+        .zip(values)
+        .filter_map(|(channels, value)| scripts::stored_message(&value?, channels))
+        .map(Arc::new)
+        .collect())
+}
+
 fn ids_of(value: Option<redis::Value>) -> Vec<MessageId> {
     let Some(redis::Value::Array(items)) = value else {
         return Vec::new();
@@ -553,6 +632,7 @@ fn ids_of(value: Option<redis::Value>) -> Vec<MessageId> {
 /// The subscriber thread: every message published on `pushserver:*` goes to the engine.
 fn subscriber(mut link: Link, tx: ChanSender<EngineCmd>, stop: Arc<AtomicBool>) {
     let pattern = format!("{}*", scripts::PUBSUB_PREFIX);
+    let mut subscribed_before = false;
     while !stop.load(Ordering::Acquire) {
         let Some(conn) = link.get() else {
             std::thread::sleep(BACKOFF_MIN);
@@ -565,6 +645,11 @@ fn subscriber(mut link: Link, tx: ChanSender<EngineCmd>, stop: Arc<AtomicBool>) 
             link.failed(&e);
             continue;
         }
+        // Before any message of the new stream: what was stored during the gap.
+        if subscribed_before && tx.send(EngineCmd::Resync).is_err() {
+            return;
+        }
+        subscribed_before = true;
         let failure = loop {
             if stop.load(Ordering::Acquire) {
                 return;
