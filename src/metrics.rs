@@ -140,6 +140,15 @@ impl Daily {
     }
 }
 
+/// What the cluster engine knows of the other processes sharing its Redis.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    /// This process's unique id in the cluster (`None` without a cluster).
+    pub uid: Option<String>,
+    /// The other live processes' statistics objects, as they stored them.
+    pub others: Vec<Value>,
+}
+
 /// The engine's statistics.
 #[derive(Debug, Default)]
 pub struct EngineStats {
@@ -154,6 +163,8 @@ pub struct EngineStats {
     /// Daily counts. A lock, but off the delivery path: taken once per publication by the
     /// engine and once per protobuf request or stats query by a core.
     pub daily: Mutex<Daily>,
+    /// The cluster view, refreshed by the Redis engine every `stats_interval`.
+    pub cluster: Mutex<Cluster>,
 }
 
 impl EngineStats {

@@ -200,7 +200,7 @@ impl Server {
 
 /// Starts the engine the configuration asks for on its own thread.
 fn start_engine(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     rx: crossbeam_channel::Receiver<EngineCmd>,
     tx: crossbeam_channel::Sender<EngineCmd>,
     peers: Vec<CorePeer>,
@@ -221,7 +221,7 @@ fn start_engine(
                 online_window,
                 stats_interval: config.stats_interval,
             };
-            let engine = RedisEngine::new(rx, tx, peers, settings, stats, core_stats.to_vec())
+            let engine = RedisEngine::new(rx, tx, peers, settings, shared.clone())
                 .map_err(io::Error::other)?;
             thread.spawn(move || engine.run())
         }

@@ -760,21 +760,23 @@ fn server_stat_lists_every_node() {
         ids.insert(field.clone());
     }
     assert_eq!(ids.len(), 2, "distinct processUniqueIds: {ids:?}");
+    // Each node refreshes its view of the others every `stats_interval`.
     for srv in [&a, &b] {
-        let r = request(srv.publ, "GET", "/server-stat/", &[], b"");
-        assert_eq!(r.status, 200, "{}", r.text());
-        let v: Value = serde_json::from_slice(&r.body).expect("JSON");
-        let listed: BTreeSet<String> = v
-            .as_array()
-            .expect("an array")
-            .iter()
-            .map(|e| {
-                e["processUniqueId"]
-                    .as_str()
-                    .expect("processUniqueId")
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(listed, ids, "every node lists both");
+        let listed = || -> BTreeSet<String> {
+            let r = request(srv.publ, "GET", "/server-stat/", &[], b"");
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+            v.as_array()
+                .expect("an array")
+                .iter()
+                .map(|e| {
+                    e["processUniqueId"]
+                        .as_str()
+                        .expect("processUniqueId")
+                        .to_owned()
+                })
+                .collect()
+        };
+        wait_until("every node lists both", WAIT, || listed() == ids);
     }
 }

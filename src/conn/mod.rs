@@ -54,6 +54,52 @@ pub struct Shared {
     pub started: u64,
 }
 
+impl Shared {
+    /// This process's statistics object (spec/publishing.md §6).
+    pub fn process_stats(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let config = &self.config;
+        let cores: Vec<serde_json::Value> = self
+            .core_stats
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.to_json(i))
+            .collect();
+        let sum = |f: fn(&CoreStats) -> u64| -> u64 { self.core_stats.iter().map(|c| f(c)).sum() };
+        let pid = std::process::id();
+        let uid = self
+            .engine_stats
+            .cluster
+            .lock()
+            .ok()
+            .and_then(|c| c.uid.clone());
+        let mut process = serde_json::Map::new();
+        process.insert("pid".into(), pid.into());
+        process.insert("date".into(), crate::engine::local::unix_ms().into());
+        process.insert("clusterMode".into(), uid.is_some().into());
+        let unique = uid.unwrap_or_else(|| format!("pushpull-{pid}"));
+        process.insert("processUniqueId".into(), unique.into());
+        process.insert(
+            "limits".into(),
+            json!({
+                "maxPayload": config.max_payload,
+                "maxConnPerChannel": config.max_conn_per_channel,
+                "maxMessagesPerRequest": config.max_messages_per_request,
+                "maxChannelsPerRequest": config.max_channels_per_request,
+            }),
+        );
+        process.insert("websockets".into(), sum(|c| c.websockets.get()).into());
+        process.insert("pollings".into(), sum(|c| c.pollings.get()).into());
+        process.insert("daily".into(), self.engine_stats.daily_json());
+        process.insert("started".into(), self.started.into());
+        process.insert("connections".into(), sum(|c| c.connections.get()).into());
+        process.insert("delivered".into(), sum(|c| c.delivered.get()).into());
+        self.engine_stats.fill(&mut process);
+        process.insert("cores".into(), cores.into());
+        process
+    }
+}
+
 /// A session's view of its core for one call.
 pub struct Cx<'a> {
     /// This connection.

@@ -330,40 +330,12 @@ fn server_stats_batch(shared: &Shared) -> Vec<u8> {
 }
 
 /// The server statistics: an array with one object for this process, in the reference's shape
-/// plus pushpull's own figures and per-core entries (spec/publishing.md §6).
+/// plus pushpull's own figures and per-core entries, followed by the other processes of the
+/// cluster (spec/publishing.md §6, spec/cluster.md §7).
 pub(super) fn server_stats(shared: &Shared) -> Value {
-    let config = &shared.config;
-    let cores: Vec<Value> = shared
-        .core_stats
-        .iter()
-        .enumerate()
-        .map(|(i, c)| c.to_json(i))
-        .collect();
-    let sum = |f: fn(&crate::metrics::CoreStats) -> u64| -> u64 {
-        shared.core_stats.iter().map(|c| f(c)).sum()
-    };
-    let pid = std::process::id();
-    let mut process = serde_json::Map::new();
-    process.insert("pid".into(), pid.into());
-    process.insert("date".into(), crate::engine::local::unix_ms().into());
-    process.insert("processUniqueId".into(), format!("pushpull-{pid}").into());
-    process.insert(
-        "limits".into(),
-        json!({
-            "maxPayload": config.max_payload,
-            "maxConnPerChannel": config.max_conn_per_channel,
-            "maxMessagesPerRequest": config.max_messages_per_request,
-            "maxChannelsPerRequest": config.max_channels_per_request,
-        }),
-    );
-    process.insert("clusterMode".into(), false.into());
-    process.insert("websockets".into(), sum(|c| c.websockets.get()).into());
-    process.insert("pollings".into(), sum(|c| c.pollings.get()).into());
-    process.insert("daily".into(), shared.engine_stats.daily_json());
-    process.insert("started".into(), shared.started.into());
-    process.insert("connections".into(), sum(|c| c.connections.get()).into());
-    process.insert("delivered".into(), sum(|c| c.delivered.get()).into());
-    shared.engine_stats.fill(&mut process);
-    process.insert("cores".into(), cores.into());
-    Value::Array(vec![process.into()])
+    let mut all = vec![Value::Object(shared.process_stats())];
+    if let Ok(cluster) = shared.engine_stats.cluster.lock() {
+        all.extend(cluster.others.iter().cloned());
+    }
+    Value::Array(all)
 }

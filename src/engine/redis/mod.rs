@@ -29,6 +29,7 @@ use super::interest::{Cores, Interest, log_summary};
 use super::local::unix_ms;
 use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication, PublishError};
 use crate::config::RedisConfig;
+use crate::conn::Shared;
 use crate::message::{Channel, MessageId, SharedMessage};
 use crate::metrics::{CoreStats, EngineStats};
 use crate::reactor::mailbox::CorePeer;
@@ -45,6 +46,9 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between reconnection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Slack on top of two stats intervals before another process's statistics count as stale
+/// (the reference's `statDeltaMsec` plays this part).
+const STATS_SLACK: Duration = Duration::from_secs(5);
 
 /// Settings of the Redis engine.
 #[derive(Clone, Debug)]
@@ -156,6 +160,9 @@ pub struct RedisEngine {
     last_summary: Instant,
     /// Newest id delivered from the pub/sub stream: where a resync starts.
     last_fanout: Option<MessageId>,
+    shared: Arc<Shared>,
+    uid: String,
+    last_stats: Option<Instant>,
 }
 
 impl RedisEngine {
@@ -166,15 +173,19 @@ impl RedisEngine {
         tx: ChanSender<EngineCmd>,
         cores: Vec<CorePeer>,
         settings: RedisSettings,
-        stats: Arc<EngineStats>,
-        core_stats: Vec<Arc<CoreStats>>,
+        shared: Arc<Shared>,
     ) -> redis::RedisResult<Self> {
+        let stats = shared.engine_stats.clone();
+        let core_stats = shared.core_stats.clone();
         let client = client(&settings.redis)?;
         let uid = process_uid();
         info!(
             "redis engine: process {uid}, publishing on {}{uid}",
             scripts::PUBSUB_PREFIX
         );
+        if let Ok(mut cluster) = stats.cluster.lock() {
+            cluster.uid = Some(uid.clone());
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let sub_link = Link::new(client.clone(), "subscriber");
         let stop_flag = stop.clone();
@@ -195,6 +206,9 @@ impl RedisEngine {
             subscriber: Some((stop, handle)),
             last_summary: Instant::now(),
             last_fanout: None,
+            shared,
+            uid,
+            last_stats: None,
         })
     }
 
@@ -225,6 +239,13 @@ impl RedisEngine {
             if now.duration_since(self.last_summary) >= self.settings.stats_interval {
                 self.last_summary = now;
                 log_summary(&self.core_stats, &self.interest, &self.stats);
+            }
+            if self
+                .last_stats
+                .is_none_or(|at| now.duration_since(at) >= self.settings.stats_interval)
+            {
+                self.last_stats = Some(now);
+                self.exchange_stats();
             }
             if stop {
                 break;
@@ -427,7 +448,7 @@ impl RedisEngine {
 
     /// After the subscriber thread lost and regained its connection: delivers the messages stored
     /// on the local channels after the last one seen on the stream, in id order, before the new
-    /// stream's (spec/cluster.md §7). Connections drop what they already had.
+    /// stream's (spec/cluster.md §8). Connections drop what they already had.
     fn resync(&mut self) {
         let Some(since) = self.last_fanout else {
             return;
@@ -454,6 +475,52 @@ impl RedisEngine {
         for message in &messages {
             self.cores.deliver(message, &self.interest);
             self.last_fanout = self.last_fanout.max(Some(message.id));
+        }
+    }
+
+    /// Stores this process's statistics in the `stats` hash and reads the other live processes'
+    /// (spec/cluster.md §7); entries older than two intervals plus `STATS_SLACK` are removed.
+    fn exchange_stats(&mut self) {
+        let own = serde_json::Value::Object(self.shared.process_stats()).to_string();
+        let Some(conn) = self.link.get() else {
+            return;
+        };
+        let result: redis::RedisResult<Vec<(String, String)>> = redis::pipe()
+            .hset(scripts::STATS_KEY, &self.uid, own)
+            .ignore()
+            .hgetall(scripts::STATS_KEY)
+            .query::<(Vec<(String, String)>,)>(conn)
+            .map(|(all,)| all);
+        let all = match result {
+            Ok(all) => all,
+            Err(e) => return self.link.failed(&e),
+        };
+        let now_ms = unix_ms();
+        let horizon = (self.settings.stats_interval * 2 + STATS_SLACK).as_millis() as u64;
+        let mut others = Vec::new();
+        let mut stale = Vec::new();
+        for (uid, json) in all {
+            if uid == self.uid {
+                continue;
+            }
+            let value: Option<serde_json::Value> = serde_json::from_str(&json).ok();
+            let date = value.as_ref().and_then(|v| v["date"].as_u64()).unwrap_or(0);
+            match value {
+                Some(v) if now_ms.saturating_sub(date) <= horizon => others.push(v),
+                _ => stale.push(uid),
+            }
+        }
+        if !stale.is_empty() {
+            if let Err(e) = redis::cmd("HDEL")
+                .arg(scripts::STATS_KEY)
+                .arg(&stale)
+                .query::<()>(conn)
+            {
+                self.link.failed(&e);
+            }
+        }
+        if let Ok(mut cluster) = self.stats.cluster.lock() {
+            cluster.others = others;
         }
     }
 
