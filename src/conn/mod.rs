@@ -201,6 +201,8 @@ struct Sub {
     last_sent: Option<MessageId>,
     /// Newest stored id at subscription time (for the long-poll 304).
     last_stored: Option<MessageId>,
+    /// The request's `mid`, until the first replay answer says whether to trust it.
+    since: Option<MessageId>,
 }
 
 impl Sub {
@@ -232,6 +234,7 @@ impl Sub {
             pending_bytes: 0,
             last_sent: None,
             last_stored: None,
+            since,
         })
     }
 
@@ -269,6 +272,18 @@ impl Sub {
         self.last_sent = Some(msg.id);
         self.pending_bytes += msg.encoded(self.format).len();
         self.pending.push(msg);
+    }
+
+    /// The first replay answer tells the newest id issued: a `mid` at or below it names a message
+    /// the client has, so messages up to it are duplicates (a long-poll that moved to a node still
+    /// behind on the stream). A `mid` above it (another server, a clock set back) is not trusted,
+    /// so such a client is never deaf to live messages.
+    fn trust_since(&mut self, issued: Option<MessageId>) {
+        if let Some(since) = self.since.take() {
+            if issued.is_some_and(|issued| since <= issued) {
+                self.last_sent = self.last_sent.max(Some(since));
+            }
+        }
     }
 
     /// A replay page; `paging` says how it ends the replay. Held live messages up to the page's
@@ -422,17 +437,20 @@ impl Session {
                 messages,
                 more,
                 last_id,
+                issued,
                 ..
             } => {
                 match &mut self.state {
                     State::Polling(poll) => {
                         // A long-poll answers with one page; the client asks again from it.
                         let paging = if more { Paging::Stop } else { Paging::Done };
+                        poll.sub.trust_since(issued);
                         poll.sub.replayed(messages, paging, last_id);
                     }
                     State::WebSocket(ws) => {
                         // The next page is asked for when the output has drained (prepare_write).
                         let paging = if more { Paging::Continue } else { Paging::Done };
+                        ws.sub.trust_since(issued);
                         ws.sub.replayed(messages, paging, last_id);
                     }
                     _ => {}

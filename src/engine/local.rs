@@ -343,6 +343,7 @@ impl LocalEngine {
                 messages,
                 more,
                 last_id,
+                issued: self.ids.last(),
             },
         );
     }

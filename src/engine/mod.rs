@@ -157,6 +157,9 @@ pub enum CoreMsg {
         more: bool,
         /// Newest stored id over the connection's channels.
         last_id: Option<MessageId>,
+        /// Newest id the id source has issued (any channel): a `mid` at or below it is a real
+        /// id, so live messages up to it are duplicates for this connection (spec/history.md §3).
+        issued: Option<MessageId>,
     },
     /// Outcome of a [`EngineCmd::Publish`].
     Published {

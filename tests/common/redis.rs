@@ -42,6 +42,16 @@ pub struct RedisServer {
     bin: PathBuf,
     dir: PathBuf,
     child: Option<Child>,
+    durability: Durability,
+}
+
+/// Whether the test Redis keeps its data across a restart.
+#[derive(Clone, Copy, Debug)]
+enum Durability {
+    /// No persistence: a restart starts empty.
+    Volatile,
+    /// Append-only file, fsync on every write.
+    Aof,
 }
 
 /// The `redis-server` binary: `$PUSHPULL_REDIS_SERVER`, the first on `PATH`, or
@@ -71,6 +81,16 @@ impl RedisServer {
     /// Starts a fresh `redis-server` on a free port and waits until it answers `PING`.
     /// `None` (with the reason printed) when there is no `redis-server`, unless `CI=true`.
     pub fn start() -> Option<Self> {
+        Self::start_with(Durability::Volatile)
+    }
+
+    /// Like [`Self::start`], with an append-only file synced on every write, so a restart
+    /// (even after a kill) keeps every acknowledged write, as a production Redis with AOF does.
+    pub fn start_durable() -> Option<Self> {
+        Self::start_with(Durability::Aof)
+    }
+
+    fn start_with(durability: Durability) -> Option<Self> {
         let Some(bin) = find_redis_server() else {
             let why = format!(
                 "redis-server not found (searched ${REDIS_SERVER_ENV}, PATH, \
@@ -92,6 +112,7 @@ impl RedisServer {
             bin,
             dir,
             child: None,
+            durability,
         };
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
@@ -112,7 +133,11 @@ impl RedisServer {
         let child = Command::new(&self.bin)
             .arg("--port")
             .arg(self.port.to_string())
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"])
+            .args(match self.durability {
+                Durability::Volatile => &["--appendonly", "no"][..],
+                Durability::Aof => &["--appendonly", "yes", "--appendfsync", "always"][..],
+            })
             .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&self.dir)
@@ -214,7 +239,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty, as persistence is off) after
+    /// Starts the server again on the same port (empty unless started durable) after
     /// [`Self::stop`]; a running server is stopped first. Panics if it does not come up.
     pub fn restart(&mut self) {
         self.stop();

@@ -44,6 +44,9 @@ const IDLE: Duration = Duration::from_millis(500);
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Wait before the first reconnection attempt; doubled after each failure.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Stream messages held back while a catch-up waits for Redis; beyond this they are delivered
+/// at once (a catch-up that cannot run for this long only costs ordering, never memory).
+pub const DEFAULT_CATCH_UP_HOLD: usize = 65_536;
 /// Longest wait between reconnection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Slack on top of two stats intervals before another process's statistics count as stale
@@ -116,6 +119,12 @@ impl Link {
         self.conn.as_mut()
     }
 
+    /// The connection, connecting at once whatever the backoff.
+    fn get_now(&mut self) -> Option<&mut Connection> {
+        self.next_attempt = Instant::now();
+        self.get()
+    }
+
     /// Drops the connection after an error.
     fn failed(&mut self, e: &redis::RedisError) {
         if self.conn.take().is_some() {
@@ -158,8 +167,11 @@ pub struct RedisEngine {
     channel: String,
     subscriber: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     last_summary: Instant,
-    /// Newest id delivered from the pub/sub stream: where a resync starts.
+    /// Newest id delivered from the pub/sub stream (or the newest issued when the stream
+    /// started): where a catch-up starts.
     last_fanout: Option<MessageId>,
+    /// Stream messages held back while a catch-up is pending (`Some`).
+    catching_up: Option<Vec<SharedMessage>>,
     shared: Arc<Shared>,
     uid: String,
     last_stats: Option<Instant>,
@@ -206,6 +218,7 @@ impl RedisEngine {
             subscriber: Some((stop, handle)),
             last_summary: Instant::now(),
             last_fanout: None,
+            catching_up: None,
             shared,
             uid,
             last_stats: None,
@@ -217,7 +230,12 @@ impl RedisEngine {
         let _ = self.link.get();
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            match self.rx.recv_timeout(IDLE) {
+            let wait = if self.catching_up.is_some() {
+                BACKOFF_MIN
+            } else {
+                IDLE
+            };
+            match self.rx.recv_timeout(wait) {
                 Ok(EngineCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(cmd) => batch.push(cmd),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -302,13 +320,13 @@ impl RedisEngine {
                     online.extend(channels.iter().copied());
                 }
                 EngineCmd::ChannelInfo { from, channels } => infos.push((from, channels)),
-                EngineCmd::Fanout(messages) => {
-                    for message in &messages {
-                        self.cores.deliver(message, &self.interest);
-                        self.last_fanout = self.last_fanout.max(Some(message.id));
-                    }
+                EngineCmd::Fanout(messages) => match &mut self.catching_up {
+                    Some(held) if held.len() < DEFAULT_CATCH_UP_HOLD => held.extend(messages),
+                    _ => self.fan_out(&messages),
+                },
+                EngineCmd::Resync => {
+                    self.catching_up.get_or_insert_with(Vec::new);
                 }
-                EngineCmd::Resync => self.resync(),
                 EngineCmd::Shutdown => {}
             }
         }
@@ -323,6 +341,16 @@ impl RedisEngine {
         }
         if !infos.is_empty() {
             self.channel_infos(infos);
+        }
+        if self.catching_up.is_some() {
+            self.catch_up();
+        }
+    }
+
+    fn fan_out(&mut self, messages: &[SharedMessage]) {
+        for message in messages {
+            self.cores.deliver(message, &self.interest);
+            self.last_fanout = self.last_fanout.max(Some(message.id));
         }
     }
 
@@ -428,11 +456,13 @@ impl RedisEngine {
                     messages: Vec::new(),
                     more: false,
                     last_id: None,
+                    issued: None,
                 };
                 self.cores.answer(r.conn, msg);
             }
             return;
         };
+        let (pages, issued) = pages;
         for (r, (messages, more, last_id)) in replays.into_iter().zip(pages) {
             self.cores.answer(
                 r.conn,
@@ -441,41 +471,48 @@ impl RedisEngine {
                     messages,
                     more,
                     last_id,
+                    issued,
                 },
             );
         }
     }
 
-    /// After the subscriber thread lost and regained its connection: delivers the messages stored
-    /// on the local channels after the last one seen on the stream, in id order, before the new
-    /// stream's (spec/cluster.md §8). Connections drop what they already had.
-    fn resync(&mut self) {
-        let Some(since) = self.last_fanout else {
-            return;
-        };
+    /// After the subscriber thread (re)subscribed: delivers the messages stored on the local
+    /// channels after the last one seen on the stream, in id order, then the stream messages held
+    /// back meanwhile (spec/cluster.md §8). The first subscription only notes the newest id issued
+    /// as the starting point. On failure the catch-up stays pending and is retried.
+    fn catch_up(&mut self) {
         let channels: Vec<Channel> = self.interest.channel_list().copied().collect();
-        if channels.is_empty() {
-            return;
-        }
         let limit = self.settings.replay_max;
-        let Some(conn) = self.link.get() else {
+        // The subscriber thread has just reached Redis: no reason to wait for the backoff.
+        let Some(conn) = self.link.get_now() else {
             return;
         };
-        let messages = match missed_messages(conn, &channels, since, limit) {
-            Ok(messages) => messages,
-            Err(e) => {
-                self.link.failed(&e);
-                return;
-            }
+        let missed = match self.last_fanout {
+            None => redis::pipe()
+                .get(scripts::START_KEY)
+                .get(scripts::COUNTER_KEY)
+                .query::<Vec<redis::Value>>(conn)
+                .map(|answers| {
+                    self.last_fanout = issued_id(&answers);
+                    Vec::new()
+                }),
+            Some(_) if channels.is_empty() => Ok(Vec::new()),
+            Some(since) => missed_messages(conn, &channels, since, limit),
         };
-        info!(
-            "redis resync: {} stored messages delivered after the pub/sub gap",
-            messages.len()
-        );
-        for message in &messages {
-            self.cores.deliver(message, &self.interest);
-            self.last_fanout = self.last_fanout.max(Some(message.id));
+        let missed = match missed {
+            Ok(missed) => missed,
+            Err(e) => return self.link.failed(&e),
+        };
+        if !missed.is_empty() {
+            info!(
+                "redis catch-up: {} stored messages delivered after the pub/sub gap",
+                missed.len()
+            );
         }
+        self.fan_out(&missed);
+        let held = self.catching_up.take().unwrap_or_default();
+        self.fan_out(&held);
     }
 
     /// Stores this process's statistics in the `stats` hash and reads the other live processes'
@@ -572,7 +609,7 @@ fn replay_pages(
     conn: &mut Connection,
     replays: &[ReplayRequest],
     limit: usize,
-) -> redis::RedisResult<Vec<Page>> {
+) -> redis::RedisResult<(Vec<Page>, Option<MessageId>)> {
     // Round trip 1: ids after `since` and the newest id, per channel.
     let mut pipe = redis::pipe();
     for r in replays {
@@ -596,7 +633,9 @@ fn replay_pages(
             pipe.cmd("ZREVRANGE").arg(&key).arg(0).arg(0);
         }
     }
+    pipe.get(scripts::START_KEY).get(scripts::COUNTER_KEY);
     let replies: Vec<redis::Value> = pipe.query(conn)?;
+    let issued = issued_id(&replies[replies.len().saturating_sub(2)..]);
     let mut replies = replies.into_iter();
     let mut wanted: Vec<(Vec<MessageId>, bool, Option<MessageId>)> =
         Vec::with_capacity(replays.len());
@@ -638,7 +677,22 @@ fn replay_pages(
         }
         pages.push((messages, more, newest));
     }
-    Ok(pages)
+    Ok((pages, issued))
+}
+
+/// The newest id issued, from the `GET` answers of the start date and the counter.
+fn issued_id(answers: &[redis::Value]) -> Option<MessageId> {
+    let number = |v: &redis::Value| -> Option<u64> {
+        match v {
+            redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+            redis::Value::Int(n) => u64::try_from(*n).ok(),
+            _ => None,
+        }
+    };
+    match answers {
+        [start, counter] => Some(MessageId::new(number(start)?, number(counter)?)),
+        _ => None,
+    }
 }
 
 /// Messages stored on `channels` after `since`, each with the channels it is stored on, in id
@@ -699,7 +753,6 @@ fn ids_of(value: Option<redis::Value>) -> Vec<MessageId> {
 /// The subscriber thread: every message published on `pushserver:*` goes to the engine.
 fn subscriber(mut link: Link, tx: ChanSender<EngineCmd>, stop: Arc<AtomicBool>) {
     let pattern = format!("{}*", scripts::PUBSUB_PREFIX);
-    let mut subscribed_before = false;
     while !stop.load(Ordering::Acquire) {
         let Some(conn) = link.get() else {
             std::thread::sleep(BACKOFF_MIN);
@@ -712,11 +765,11 @@ fn subscriber(mut link: Link, tx: ChanSender<EngineCmd>, stop: Arc<AtomicBool>) 
             link.failed(&e);
             continue;
         }
-        // Before any message of the new stream: what was stored during the gap.
-        if subscribed_before && tx.send(EngineCmd::Resync).is_err() {
+        // Before any message of the new stream: the starting point, or what was stored during
+        // the gap.
+        if tx.send(EngineCmd::Resync).is_err() {
             return;
         }
-        subscribed_before = true;
         let failure = loop {
             if stop.load(Ordering::Acquire) {
                 return;
