@@ -51,7 +51,7 @@ fn redis_down_at_start_then_up() {
 }
 
 /// spec/cluster.md §8: a Redis that stops answering (paused, connections open) is detected by
-/// the timeout: the publish is answered 503 within a few seconds, not held forever, and the
+/// the timeout: the publish is answered 503 before the stall ends, not held for it, and the
 /// node works again when Redis answers.
 #[test]
 fn stalled_redis_is_detected() {
@@ -60,12 +60,13 @@ fn stalled_redis_is_detected() {
     let ch = channel();
     let first = publish_raw(srv.publ, &ch, body(1).as_bytes(), Some(60));
     assert_eq!(first.status, 200, "{}", first.text());
-    redis.pause(Duration::from_secs(4));
+    redis.pause(Duration::from_secs(6));
     let started = Instant::now();
     let r = publish_raw(srv.publ, &ch, body(2).as_bytes(), Some(60));
     let took = started.elapsed();
     assert_eq!(r.status, 503, "{}", r.text());
-    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    // The 2 s timeout, plus at most one other call the engine was in when the stall began.
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
     wait_until(
         "publishing works after the stall",
         Duration::from_secs(15),

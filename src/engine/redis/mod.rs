@@ -174,6 +174,8 @@ pub struct RedisEngine {
     last_fanout: Option<MessageId>,
     /// Stream messages held back while a catch-up is pending (`Some`).
     catching_up: Option<Vec<SharedMessage>>,
+    /// The pending catch-up has not been tried yet.
+    catch_up_fresh: bool,
     shared: Arc<Shared>,
     uid: String,
     last_stats: Option<Instant>,
@@ -221,6 +223,7 @@ impl RedisEngine {
             last_summary: Instant::now(),
             last_fanout: None,
             catching_up: None,
+            catch_up_fresh: false,
             shared,
             uid,
             last_stats: None,
@@ -328,6 +331,7 @@ impl RedisEngine {
                 },
                 EngineCmd::Resync => {
                     self.catching_up.get_or_insert_with(Vec::new);
+                    self.catch_up_fresh = true;
                 }
                 EngineCmd::Shutdown => {}
             }
@@ -486,8 +490,16 @@ impl RedisEngine {
     fn catch_up(&mut self) {
         let channels: Vec<Channel> = self.interest.channel_list().copied().collect();
         let limit = self.settings.replay_max;
-        // The subscriber thread has just reached Redis: no reason to wait for the backoff.
-        let Some(conn) = self.link.get_now() else {
+        // The subscriber thread has just reached Redis: the first attempt does not wait for the
+        // engine connection's backoff; retries do (a stalled Redis must not hold the engine).
+        let first = self.catch_up_fresh;
+        self.catch_up_fresh = false;
+        let link = if first {
+            self.link.get_now()
+        } else {
+            self.link.get()
+        };
+        let Some(conn) = link else {
             return;
         };
         let missed = match self.last_fanout {
