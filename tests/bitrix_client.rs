@@ -19,7 +19,7 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(110);
 /// servers); the slowest test today takes about 6 s.
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The harness files, in the order they run.
-const TEST_FILES: [&str; 2] = ["client.test.mjs", "browser.test.mjs"];
+const TEST_FILES: [&str; 3] = ["client.test.mjs", "browser.test.mjs", "nginx.test.mjs"];
 
 fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
