@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::storage::{RedisAddr, StorageLayer, StorageType, parse_redis_addr};
+use super::storage::{RedisAddr, StorageLayer, StorageType, parse_redis_list};
 use super::{
     ConfigError, DEFAULT_LOG_LEVEL, DEFAULT_LONGPOLL_HOLD, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MESSAGE_TTL, DEFAULT_ONLINE_TTL, DEFAULT_PUB_LISTEN, DEFAULT_SUB_LISTEN,
@@ -148,17 +148,37 @@ pub struct Cli {
     )]
     pub storage: Option<StorageType>,
 
-    /// Redis address; implies `--storage redis`.
+    /// Redis address(es); implies `--storage redis`.
     #[arg(
         long,
         global = true,
-        value_name = "ADDR",
-        value_parser = parse_redis_addr,
-        help = "Redis server, HOST:PORT or a Unix socket path starting with '/'; implies \
-                  --storage redis [env: PUSHPULL_REDIS_HOST, PUSHPULL_REDIS_PORT, \
-                  PUSHPULL_REDIS_SOCKET] [default: 127.0.0.1:6379]"
+        value_name = "ADDR[,ADDR...]",
+        value_parser = parse_redis_servers,
+        help = "Redis server, HOST:PORT or a Unix socket path starting with '/'; several \
+                  separated by commas shard the channels over them; implies --storage redis \
+                  [env: PUSHPULL_REDIS_HOST, PUSHPULL_REDIS_PORT, PUSHPULL_REDIS_SOCKET, \
+                  PUSHPULL_REDIS_SERVERS] [default: 127.0.0.1:6379]"
     )]
-    pub redis: Option<RedisAddr>,
+    pub redis: Option<RedisServers>,
+
+    /// TLS to Redis.
+    #[arg(
+        long,
+        global = true,
+        help = "Connect to Redis over TLS (TCP addresses only) [env: PUSHPULL_REDIS_TLS] \
+                  [default: off]"
+    )]
+    pub redis_tls: bool,
+
+    /// CA file for Redis TLS.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help = "PEM file of the CAs that sign the Redis servers' certificates; implies \
+                  --redis-tls [env: PUSHPULL_REDIS_TLS_CA_FILE] [default: the system's roots]"
+    )]
+    pub redis_tls_ca_file: Option<PathBuf>,
 
     /// State file of the embedded engine.
     #[arg(
@@ -173,6 +193,14 @@ pub struct Cli {
     /// What to do; `run` when absent.
     #[command(subcommand)]
     pub subcommand: Option<Command>,
+}
+
+/// The Redis servers given to `--redis`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisServers(pub Vec<RedisAddr>);
+
+fn parse_redis_servers(text: &str) -> Result<RedisServers, String> {
+    parse_redis_list(text).map(RedisServers)
 }
 
 /// The subcommand.
@@ -195,13 +223,16 @@ impl Cli {
         fn list(addrs: &[SocketAddr]) -> Option<Vec<SocketAddr>> {
             (!addrs.is_empty()).then(|| addrs.to_vec())
         }
-        let storage = (self.storage.is_some() || self.redis.is_some()).then(|| {
+        let redis_tls = self.redis_tls || self.redis_tls_ca_file.is_some();
+        let storage = (self.storage.is_some() || self.redis.is_some() || redis_tls).then(|| {
             let mut s = StorageLayer {
                 kind: self.storage,
+                tls: redis_tls.then_some(true),
+                tls_ca_file: self.redis_tls_ca_file.clone(),
                 ..StorageLayer::default()
             };
-            if let Some(addr) = self.redis.clone() {
-                s.set_addr(addr);
+            if let Some(RedisServers(addrs)) = self.redis.clone() {
+                s.set_addrs(addrs);
             }
             s
         });
@@ -358,6 +389,22 @@ pub(crate) fn env_layer(env: &[(String, String)]) -> Result<(Layer, EnvSources),
                 layer.storage.get_or_insert_default().port = Some(port);
             }
             "REDIS_SOCKET" => layer.storage.get_or_insert_default().socket = Some(PathBuf::from(v)),
+            "REDIS_SERVERS" => {
+                let list = parse_redis_list(v).map_err(err)?;
+                layer.storage.get_or_insert_default().servers =
+                    Some(list.iter().map(ToString::to_string).collect());
+            }
+            "REDIS_TLS" => {
+                let on = match v.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" => false,
+                    _ => return Err(err(format!("expected true or false, got {v:?}"))),
+                };
+                layer.storage.get_or_insert_default().tls = Some(on);
+            }
+            "REDIS_TLS_CA_FILE" => {
+                layer.storage.get_or_insert_default().tls_ca_file = Some(PathBuf::from(v))
+            }
             "REDIS_DATABASE" => {
                 let db = v
                     .parse::<u32>()
@@ -460,7 +507,9 @@ mod tests {
         assert_eq!(cli.storage, Some(StorageType::Redis));
         assert_eq!(
             cli.redis,
-            Some(RedisAddr::Socket(PathBuf::from("/run/redis.sock")))
+            Some(RedisServers(vec![RedisAddr::Socket(PathBuf::from(
+                "/run/redis.sock"
+            ))]))
         );
         assert_eq!(cli.state_file, Some(PathBuf::from("/var/lib/pp.state")));
         assert_eq!(cli.bitrix_config, Some(PathBuf::from("/etc/push-server")));
@@ -482,6 +531,8 @@ mod tests {
             &["--online-ttl", "x"],
             &["--storage", "disk"],
             &["--redis", "h:0"],
+            &["--redis", "a:1,"],
+            &["--redis", "a:1,b:x"],
             &["--bogus"],
         ] {
             let argv = std::iter::once("pushpull").chain(args.iter().copied());
@@ -507,6 +558,9 @@ mod tests {
             "--online-ttl",
             "--storage",
             "--redis",
+            "--redis-tls",
+            "--redis-tls-ca-file",
+            "PUSHPULL_REDIS_SERVERS",
             "--state-file",
             "--bitrix-config",
             "--bitrix-sysconfig",

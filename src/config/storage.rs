@@ -2,8 +2,9 @@
 //! server shared with other pushpull or reference processes ([`Storage::Redis`]).
 //!
 //! File form: a `[storage]` table with `type = "memory"` (the default) or `type = "redis"` plus
-//! `host`, `port`, `socket`, `database`, `password`. Giving any Redis setting without a `type`
-//! in the same source selects Redis; giving one with `type = "memory"` is an error.
+//! `host`, `port`, `socket` (one server) or `servers` (a list, for sharding: spec/cluster.md §9),
+//! `database`, `password`, `tls`, `tls_ca_file`. Giving any Redis setting without a `type` in the
+//! same source selects Redis; giving one with `type = "memory"` is an error.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,6 +17,9 @@ pub const DEFAULT_REDIS_HOST: &str = "127.0.0.1";
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
 /// Default Redis database number: Redis's own default, and what the reference uses.
 pub const DEFAULT_REDIS_DATABASE: u32 = 0;
+/// Most Redis servers in `servers`: a sharded message id carries its server's index in two
+/// decimal digits (spec/cluster.md §9).
+pub const MAX_REDIS_SERVERS: usize = 100;
 
 /// The message store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +43,10 @@ pub struct RedisConfig {
     /// Unix socket path; when set, `host` and `port` are not used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket: Option<PathBuf>,
+    /// Several Redis servers, channels spread over them (spec/cluster.md §9); when not empty,
+    /// `host`, `port` and `socket` are not used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<RedisAddr>,
     /// Database number (`SELECT`).
     pub database: u32,
     /// `AUTH` password; redacted in `Debug` and `to_toml`.
@@ -47,6 +55,28 @@ pub struct RedisConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub password: Option<String>,
+    /// TLS to every Redis server (TCP addresses only).
+    pub tls: bool,
+    /// PEM file of the certificate authorities that sign the Redis servers' certificates;
+    /// the system's trusted roots when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl RedisConfig {
+    /// The Redis servers: `servers`, or the one server of `host`/`port` or `socket`.
+    pub fn addrs(&self) -> Vec<RedisAddr> {
+        if !self.servers.is_empty() {
+            return self.servers.clone();
+        }
+        match &self.socket {
+            Some(path) => vec![RedisAddr::Socket(path.clone())],
+            None => vec![RedisAddr::Tcp {
+                host: self.host.clone(),
+                port: self.port,
+            }],
+        }
+    }
 }
 
 impl Default for RedisConfig {
@@ -55,8 +85,11 @@ impl Default for RedisConfig {
             host: DEFAULT_REDIS_HOST.to_owned(),
             port: DEFAULT_REDIS_PORT,
             socket: None,
+            servers: Vec::new(),
             database: DEFAULT_REDIS_DATABASE,
             password: None,
+            tls: false,
+            tls_ca_file: None,
         }
     }
 }
@@ -67,8 +100,11 @@ impl fmt::Debug for RedisConfig {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("socket", &self.socket)
+            .field("servers", &self.servers)
             .field("database", &self.database)
             .field("password", &self.password.as_deref().map(file::redact))
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -97,6 +133,27 @@ pub enum RedisAddr {
     },
     /// A Unix socket path (starts with `/`).
     Socket(PathBuf),
+}
+
+impl fmt::Display for RedisAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Self::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Self::Socket(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl serde::Serialize for RedisAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Parses a comma-separated list of Redis addresses (`--redis`, `PUSHPULL_REDIS_SERVERS`).
+pub fn parse_redis_list(text: &str) -> Result<Vec<RedisAddr>, String> {
+    text.split(',').map(parse_redis_addr).collect()
 }
 
 /// Parses `--redis`: a path starting with `/` is a Unix socket; otherwise `host:port`,
@@ -149,8 +206,11 @@ pub(crate) struct StorageLayer {
     pub(crate) host: Option<String>,
     pub(crate) port: Option<u16>,
     pub(crate) socket: Option<PathBuf>,
+    pub(crate) servers: Option<Vec<String>>,
     pub(crate) database: Option<u32>,
     pub(crate) password: Option<String>,
+    pub(crate) tls: Option<bool>,
+    pub(crate) tls_ca_file: Option<PathBuf>,
 }
 
 impl StorageLayer {
@@ -159,11 +219,41 @@ impl StorageLayer {
         self.host.is_some()
             || self.port.is_some()
             || self.socket.is_some()
+            || self.servers.is_some()
             || self.database.is_some()
             || self.password.is_some()
+            || self.tls.is_some()
+            || self.tls_ca_file.is_some()
     }
 
-    /// Sets host and port, or the socket, from a `--redis` address.
+    /// The parsed `servers` list, if given.
+    fn server_list(&self) -> Result<Option<Vec<RedisAddr>>, ConfigError> {
+        let Some(list) = &self.servers else {
+            return Ok(None);
+        };
+        list.iter()
+            .map(|text| parse_redis_addr(text))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+            .map_err(|message| ConfigError::Invalid {
+                field: "storage.servers",
+                message,
+            })
+    }
+
+    /// Sets the servers from `--redis`: one address sets host and port or the socket, several
+    /// set `servers`.
+    pub(crate) fn set_addrs(&mut self, mut addrs: Vec<RedisAddr>) {
+        if addrs.len() == 1 {
+            let addr = addrs.remove(0);
+            self.set_addr(addr);
+            self.servers = Some(Vec::new());
+        } else {
+            self.servers = Some(addrs.iter().map(ToString::to_string).collect());
+        }
+    }
+
+    /// Sets host and port, or the socket, from one address.
     pub(crate) fn set_addr(&mut self, addr: RedisAddr) {
         match addr {
             RedisAddr::Tcp { host, port } => {
@@ -180,12 +270,12 @@ impl StorageLayer {
         if self.kind == Some(StorageType::Memory) && self.has_redis_settings() {
             return Err(ConfigError::Invalid {
                 field: "storage",
-                message: "Redis settings (host, port, socket, database, password) were given \
-                          with type \"memory\"; use type \"redis\" or remove them"
+                message: "Redis settings (host, port, socket, servers, database, password, tls) \
+                          were given with type \"memory\"; use type \"redis\" or remove them"
                     .to_owned(),
             });
         }
-        Ok(())
+        self.server_list().map(drop)
     }
 
     /// Applies this layer over `storage`.
@@ -207,9 +297,17 @@ impl StorageLayer {
         let Storage::Redis(r) = storage else {
             return;
         };
-        // A TCP address given in this layer overrides an earlier socket.
+        // A TCP address given in this layer overrides an earlier socket; one address given in
+        // this layer overrides an earlier list.
         if self.host.is_some() || self.port.is_some() {
             r.socket = None;
+        }
+        if self.host.is_some() || self.port.is_some() || self.socket.is_some() {
+            r.servers.clear();
+        }
+        // Checked by `check` before layers are applied.
+        if let Ok(Some(servers)) = self.server_list() {
+            r.servers = servers;
         }
         if let Some(v) = self.host {
             r.host = v;
@@ -226,6 +324,12 @@ impl StorageLayer {
         if let Some(v) = self.password {
             r.password = Some(v);
         }
+        if let Some(v) = self.tls {
+            r.tls = v;
+        }
+        if let Some(v) = self.tls_ca_file {
+            r.tls_ca_file = Some(v);
+        }
     }
 }
 
@@ -238,6 +342,20 @@ pub(crate) fn normalize(storage: &mut Storage) {
         if r.socket.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
             r.socket = None;
         }
+        if r.tls_ca_file.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
+            r.tls_ca_file = None;
+        }
+        // A one-entry list is the one server.
+        if r.servers.len() == 1 {
+            match r.servers.remove(0) {
+                RedisAddr::Tcp { host, port } => {
+                    r.host = host;
+                    r.port = port;
+                    r.socket = None;
+                }
+                RedisAddr::Socket(path) => r.socket = Some(path),
+            }
+        }
         r.host = r.host.trim().to_owned();
     }
 }
@@ -249,6 +367,50 @@ pub(crate) fn validate(storage: &Storage) -> Result<(), ConfigError> {
     };
     let invalid =
         |field: &'static str, message: String| Err(ConfigError::Invalid { field, message });
+    if r.servers.len() > MAX_REDIS_SERVERS {
+        return invalid(
+            "storage.servers",
+            format!(
+                "{} servers given, at most {MAX_REDIS_SERVERS} are supported",
+                r.servers.len()
+            ),
+        );
+    }
+    for (i, addr) in r.servers.iter().enumerate() {
+        if r.servers[..i].contains(addr) {
+            return invalid("storage.servers", format!("{addr} is listed twice"));
+        }
+        if let RedisAddr::Socket(path) = addr {
+            if !path.is_absolute() {
+                return invalid(
+                    "storage.servers",
+                    format!("socket paths must be absolute, got {}", path.display()),
+                );
+            }
+        }
+    }
+    let addrs = r.addrs();
+    if r.tls {
+        if let Some(RedisAddr::Socket(path)) =
+            addrs.iter().find(|a| matches!(a, RedisAddr::Socket(_)))
+        {
+            return invalid(
+                "storage.tls",
+                format!(
+                    "TLS needs TCP addresses, but {} is a Unix socket",
+                    path.display()
+                ),
+            );
+        }
+    } else if let Some(ca) = &r.tls_ca_file {
+        return invalid(
+            "storage.tls_ca_file",
+            format!("{} is set but tls is off; set tls = true", ca.display()),
+        );
+    }
+    if !r.servers.is_empty() {
+        return check_password(r);
+    }
     match &r.socket {
         Some(path) if !path.is_absolute() => invalid(
             "storage.socket",

@@ -16,7 +16,7 @@ use log::{info, warn};
 use super::interest::{Cores, Interest, log_summary};
 use super::memory::{MemoryStore, StoreLimits};
 use super::snapshot;
-use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication};
+use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication, StreamEvent};
 use crate::message::{Channel, Message, MessageId, SharedMessage};
 use crate::metrics::{CoreStats, EngineStats};
 use crate::reactor::mailbox::CorePeer;
@@ -268,12 +268,15 @@ impl LocalEngine {
                 self.cores
                     .answer(from, CoreMsg::ChannelInfo { conn: from, infos });
             }
-            EngineCmd::Fanout(messages) => {
+            EngineCmd::Stream {
+                event: StreamEvent::Messages(messages),
+                ..
+            } => {
                 for message in &messages {
                     self.cores.deliver(message, &self.interest);
                 }
             }
-            EngineCmd::Resync | EngineCmd::Shutdown => {}
+            EngineCmd::Stream { .. } | EngineCmd::Shutdown => {}
         }
     }
 

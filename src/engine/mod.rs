@@ -97,14 +97,30 @@ pub enum EngineCmd {
         /// Channels asked about.
         channels: Vec<Channel>,
     },
-    /// Messages published through the cluster's pub/sub, for the local subscribers (sent by the
-    /// Redis engine's subscriber thread).
-    Fanout(Vec<SharedMessage>),
-    /// The Redis engine's subscriber thread subscribed again after losing its connection:
-    /// messages stored meanwhile are fetched and delivered before the new stream's.
-    Resync,
+    /// An event of a Redis server's pub/sub stream (sent by the Redis engine's subscriber
+    /// thread of that server).
+    Stream {
+        /// Index of the Redis server (0 unless sharded).
+        shard: usize,
+        /// What happened.
+        event: StreamEvent,
+    },
     /// Stop the engine thread.
     Shutdown,
+}
+
+/// What a Redis server's pub/sub stream brought (spec/cluster.md §5, §8, §9).
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// Messages published through the cluster's pub/sub, for the local subscribers.
+    Messages(Vec<SharedMessage>),
+    /// A sharded server's clock passed this id: no message with a smaller id will follow.
+    Tick(MessageId),
+    /// The stream (re)subscribed: messages stored meanwhile are fetched and delivered before
+    /// the new stream's.
+    Resync,
+    /// The stream was lost; the thread reconnects.
+    Lost,
 }
 
 /// Subscriber count and online state of one channel (spec/publishing.md §3, spec/binary.md §3).

@@ -121,6 +121,7 @@ impl BitrixConfig {
                 socket: r.socket,
                 database: Some(r.database),
                 password: r.password,
+                ..StorageLayer::default()
             },
         });
         Layer {

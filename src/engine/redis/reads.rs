@@ -6,18 +6,25 @@ use std::sync::Arc;
 
 use redis::Connection;
 
+use super::link::Link;
+use super::shard::shard_of_id;
 use super::{ReplayRequest, scripts};
 use crate::message::{Channel, MessageId, SharedMessage};
 
 /// A page of replay for each request: (messages, more, newest id).
 pub(super) type Page = (Vec<SharedMessage>, bool, Option<MessageId>);
 
-pub(super) fn replay_pages(
+/// Ids after `since` (at most `limit + 1`) and the newest id, per request, from one server.
+type Ranges = Vec<(Vec<MessageId>, Option<MessageId>)>;
+
+/// Round trip 1 of a replay on one server: for each channel of each request the ids after its
+/// `since` and the newest id; with `issued`, also the newest id issued by the shared counter.
+fn ranges(
     conn: &mut Connection,
     replays: &[ReplayRequest],
     limit: usize,
-) -> redis::RedisResult<(Vec<Page>, Option<MessageId>)> {
-    // Round trip 1: ids after `since` and the newest id, per channel.
+    issued: bool,
+) -> redis::RedisResult<(Ranges, Option<MessageId>)> {
     let mut pipe = redis::pipe();
     for r in replays {
         for channel in r.channels.iter() {
@@ -40,12 +47,17 @@ pub(super) fn replay_pages(
             pipe.cmd("ZREVRANGE").arg(&key).arg(0).arg(0);
         }
     }
-    pipe.get(scripts::START_KEY).get(scripts::COUNTER_KEY);
+    if issued {
+        pipe.get(scripts::START_KEY).get(scripts::COUNTER_KEY);
+    }
     let replies: Vec<redis::Value> = pipe.query(conn)?;
-    let issued = issued_id(&replies[replies.len().saturating_sub(2)..]);
+    let issued = if issued {
+        issued_id(&replies[replies.len().saturating_sub(2)..])
+    } else {
+        None
+    };
     let mut replies = replies.into_iter();
-    let mut wanted: Vec<(Vec<MessageId>, bool, Option<MessageId>)> =
-        Vec::with_capacity(replays.len());
+    let mut out = Vec::with_capacity(replays.len());
     for r in replays {
         let mut ids: Vec<MessageId> = Vec::new();
         let mut newest = None;
@@ -53,38 +65,122 @@ pub(super) fn replay_pages(
             ids.extend(ids_of(replies.next()));
             newest = newest.max(ids_of(replies.next()).into_iter().max());
         }
-        ids.sort_unstable();
-        ids.dedup();
-        let more = ids.len() > limit;
-        ids.truncate(limit);
-        wanted.push((ids, more, newest));
+        out.push((ids, newest));
     }
-    // Round trip 2: the message values.
-    let keys: Vec<Vec<u8>> = wanted
+    Ok((out, issued))
+}
+
+/// Round trip 2 of a replay: the stored values of `ids` (`None` when expired).
+fn values(conn: &mut Connection, ids: &[MessageId]) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<Vec<u8>> = ids.iter().map(|id| scripts::message_key(&id.0)).collect();
+    redis::cmd("MGET").arg(&keys).query(conn)
+}
+
+/// Sorts and deduplicates ids, drops those above `upto`, cuts at `limit`; returns whether more
+/// remained.
+fn cut(ids: &mut Vec<MessageId>, upto: Option<MessageId>, limit: usize) -> bool {
+    ids.sort_unstable();
+    ids.dedup();
+    if let Some(upto) = upto {
+        ids.retain(|id| *id <= upto);
+    }
+    let more = ids.len() > limit;
+    ids.truncate(limit);
+    more
+}
+
+/// Decodes a request's page from the values of its ids.
+fn page(r: &ReplayRequest, values: impl Iterator<Item = Option<Vec<u8>>>) -> Vec<SharedMessage> {
+    values
+        .filter_map(|v| scripts::stored_message(&v?, &r.channels))
+        .map(Arc::new)
+        .collect()
+}
+
+/// Replay pages from one Redis (spec/cluster.md §4), two round trips for all requests, and the
+/// newest id issued.
+pub(super) fn replay_pages(
+    conn: &mut Connection,
+    replays: &[ReplayRequest],
+    limit: usize,
+) -> redis::RedisResult<(Vec<Page>, Option<MessageId>)> {
+    let (ranges, issued) = ranges(conn, replays, limit, true)?;
+    let mut wanted = Vec::with_capacity(replays.len());
+    let mut all = Vec::new();
+    for (mut ids, newest) in ranges {
+        let more = cut(&mut ids, None, limit);
+        all.extend_from_slice(&ids);
+        wanted.push((ids.len(), more, newest));
+    }
+    let mut values = values(conn, &all)?.into_iter();
+    let pages = replays
         .iter()
-        .flat_map(|(ids, ..)| ids.iter().map(|id| scripts::message_key(&id.0)))
+        .zip(wanted)
+        .map(|(r, (count, more, newest))| (page(r, values.by_ref().take(count)), more, newest))
         .collect();
-    let values: Vec<Option<Vec<u8>>> = if keys.is_empty() {
-        Vec::new()
-    } else {
-        redis::cmd("MGET").arg(&keys).query(conn)?
-    };
-    let mut values = values.into_iter();
-    let mut pages = Vec::with_capacity(replays.len());
-    for (r, (ids, more, newest)) in replays.iter().zip(wanted) {
-        let mut messages = Vec::with_capacity(ids.len());
-        for _ in &ids {
-            if let Some(msg) = values
-                .next()
-                .flatten()
-                .and_then(|v| scripts::stored_message(&v, &r.channels))
-            {
-                messages.push(Arc::new(msg));
+    Ok((pages, issued))
+}
+
+/// Replay pages from sharded servers (spec/cluster.md §9): every server's ids, merged per
+/// request and cut at `upto` (what this node's merge has released: later messages reach the
+/// subscriber live), then each id's value from the server that issued it. A server that cannot
+/// be reached contributes nothing.
+pub(super) fn sharded_pages(
+    links: &mut [Link],
+    replays: &[ReplayRequest],
+    limit: usize,
+    upto: Option<MessageId>,
+) -> Vec<Page> {
+    let mut merged: Ranges = vec![(Vec::new(), None); replays.len()];
+    for link in links.iter_mut() {
+        let Some(conn) = link.get() else {
+            continue;
+        };
+        match ranges(conn, replays, limit, false) {
+            Ok((ranges, _)) => {
+                for ((ids, newest), (more_ids, more_newest)) in merged.iter_mut().zip(ranges) {
+                    ids.extend(more_ids);
+                    *newest = (*newest).max(more_newest);
+                }
+            }
+            Err(e) => link.failed(&e),
+        }
+    }
+    let mut wanted = Vec::with_capacity(replays.len());
+    let mut by_shard: Vec<Vec<MessageId>> = vec![Vec::new(); links.len()];
+    for (mut ids, newest) in merged {
+        let more = cut(&mut ids, upto, limit);
+        for id in &ids {
+            if let Some(s) = shard_of_id(id, links.len()) {
+                by_shard[s].push(*id);
             }
         }
-        pages.push((messages, more, newest));
+        wanted.push((ids, more, newest));
     }
-    Ok((pages, issued))
+    let mut found: BTreeMap<MessageId, Vec<u8>> = BTreeMap::new();
+    for (link, ids) in links.iter_mut().zip(by_shard) {
+        if ids.is_empty() {
+            continue;
+        }
+        let Some(conn) = link.get() else {
+            continue;
+        };
+        match values(conn, &ids) {
+            Ok(vals) => found.extend(ids.into_iter().zip(vals).filter_map(|(id, v)| Some((id, v?)))),
+            Err(e) => link.failed(&e),
+        }
+    }
+    replays
+        .iter()
+        .zip(wanted)
+        .map(|(r, (ids, more, newest))| {
+            let vals = ids.iter().map(|id| found.get(id).cloned());
+            (page(r, vals), more, newest)
+        })
+        .collect()
 }
 
 /// The newest id issued, from the `GET` answers of the start date and the counter.
@@ -131,11 +227,8 @@ pub(super) fn missed_messages(
     if receivers.is_empty() {
         return Ok(Vec::new());
     }
-    let keys: Vec<Vec<u8>> = receivers
-        .keys()
-        .map(|id| scripts::message_key(&id.0))
-        .collect();
-    let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query(conn)?;
+    let ids: Vec<MessageId> = receivers.keys().copied().collect();
+    let values = values(conn, &ids)?;
     Ok(receivers
         .values()
         .zip(values)
@@ -155,4 +248,21 @@ fn ids_of(value: Option<redis::Value>) -> Vec<MessageId> {
             _ => None,
         })
         .collect()
+}
+
+/// The starting point of a server's stream: the newest id issued (the shared counter and start
+/// date, or a sharded server's clock).
+pub(super) fn starting_point(
+    conn: &mut Connection,
+    sharded: bool,
+) -> redis::RedisResult<Option<MessageId>> {
+    if sharded {
+        let clock: Option<Vec<u8>> = redis::cmd("GET").arg(scripts::CLOCK_KEY).query(conn)?;
+        return Ok(clock.and_then(|digits| MessageId::parse(&digits)));
+    }
+    let answers: Vec<redis::Value> = redis::pipe()
+        .get(scripts::START_KEY)
+        .get(scripts::COUNTER_KEY)
+        .query(conn)?;
+    Ok(issued_id(&answers))
 }

@@ -18,37 +18,94 @@ pub const STATS_KEY: &str = "stats";
 /// Pub/sub channel prefix; each process publishes on `pushserver:<uid>`.
 pub const PUBSUB_PREFIX: &str = "pushserver:";
 
-/// The publish script: one call per batch of messages. For each message it takes the next id
-/// from the shared counter, stores the message and its channel sets when it has an expiry, and
-/// publishes it; Redis runs scripts one at a time, so pub/sub order is id order.
-///
-/// ARGV: now (Unix s), set TTL (s), history cap, pub/sub channel, message count, then per
-/// message: expiry, receivers (17 bytes each: `p`/`u` + 16-byte id), the stored
-/// `OutgoingMessage` with a 13-byte id placeholder at offset 2, the published `NotificationBatch`
-/// with placeholders at two offsets, and those offsets. Returns the 13-byte ids.
-pub const PUBLISH_LUA: &str = r#"
-local start = redis.call('GET', KEYS[2])
-if not start then
-  redis.call('SETNX', KEYS[2], ARGV[1])
-  start = redis.call('GET', KEYS[2])
+/// Key of a sharded server's clock: the newest id it issued, as 26 digits (spec/cluster.md §9).
+pub const CLOCK_KEY: &str = "pushpull:clock";
+/// Pub/sub channel of a sharded server's clock ticks (payload: a 13-byte id).
+pub const TICK_CHANNEL: &str = "pushpull:clock";
+
+/// The sharded id source, shared by [`publish_lua`] and [`TICK_LUA`]: `next_id(base)` is the
+/// first id after `base` (26 digits, or false) and not before the server's `TIME`, as
+/// `<seconds:10><microseconds:6><sequence:8><shard:2>`: ordered like time across servers, unique
+/// by the shard digits, increasing on each server.
+const HLC_LUA: &str = r#"
+local function hlc_format(s, u, q, shard)
+  return string.format('%010d%06d%08d%02d', s, u, q, shard)
 end
-start = string.format('%010d', tonumber(start) % 10000000000)
+local function next_id(base, time, shard)
+  local now = hlc_format(tonumber(time[1]), tonumber(time[2]), 0, shard)
+  if not base or now > base then return now end
+  local s = tonumber(string.sub(base, 1, 10))
+  local u = tonumber(string.sub(base, 11, 16))
+  local q = tonumber(string.sub(base, 17, 24)) + 1
+  if q > 99999999 then
+    q = 0
+    u = u + 1
+    if u > 999999 then
+      u = 0
+      s = s + 1
+    end
+  end
+  return hlc_format(s, u, q, shard)
+end
+local function later(a, b)
+  if not a or a == '' then return b end
+  if not b or b == '' then return a end
+  if a > b then return a end
+  return b
+end
+local function id_bytes(digits)
+  local id = ''
+  for i = 1, 26, 2 do
+    id = id .. string.char(tonumber(string.sub(digits, i, i + 1), 16))
+  end
+  return id
+end
+"#;
+
+/// The body of the publish script: one call per batch of messages. For each message it takes
+/// the next id (the shared counter, or with `shard` ≥ 0 the server's clock), stores the message
+/// and its channel sets when it has an expiry, and publishes it; Redis runs scripts one at a
+/// time, so pub/sub order is id order.
+///
+/// KEYS: counter, start date, clock. ARGV: now (Unix s), set TTL (s), history cap, pub/sub
+/// channel, message count, shard (-1: counter ids), hint (26 digits or empty: sharded ids come
+/// after it), then per message: expiry, receivers (17 bytes each: `p`/`u` + 16-byte id), the
+/// stored `OutgoingMessage` with a 13-byte id placeholder at offset 2, the published
+/// `NotificationBatch` with placeholders at two offsets, and those offsets. Returns the 13-byte
+/// ids.
+const PUBLISH_BODY_LUA: &str = r#"
+local shard = tonumber(ARGV[6])
+local start, clock, time
+if shard < 0 then
+  start = redis.call('GET', KEYS[2])
+  if not start then
+    redis.call('SETNX', KEYS[2], ARGV[1])
+    start = redis.call('GET', KEYS[2])
+  end
+  start = string.format('%010d', tonumber(start) % 10000000000)
+else
+  clock = later(redis.call('GET', KEYS[3]), ARGV[7])
+  time = redis.call('TIME')
+end
 local ids = {}
 local cap = tonumber(ARGV[3])
 for m = 0, tonumber(ARGV[5]) - 1 do
-  local b = 6 + m * 6
+  local b = 8 + m * 6
   local expiry = tonumber(ARGV[b])
   local receivers = ARGV[b + 1]
   local stored = ARGV[b + 2]
   local notif = ARGV[b + 3]
   local off1 = tonumber(ARGV[b + 4])
   local off2 = tonumber(ARGV[b + 5])
-  local counter = redis.call('INCR', KEYS[1])
-  local digits = start .. string.format('%016d', counter % 10000000000000000)
-  local id = ''
-  for i = 1, 26, 2 do
-    id = id .. string.char(tonumber(string.sub(digits, i, i + 1), 16))
+  local digits
+  if shard < 0 then
+    local counter = redis.call('INCR', KEYS[1])
+    digits = start .. string.format('%016d', counter % 10000000000000000)
+  else
+    clock = next_id(clock, time, shard)
+    digits = clock
   end
+  local id = id_bytes(digits)
   if expiry > 0 then
     redis.call('SETEX', 'message:' .. id, expiry, string.sub(stored, 1, 2) .. id .. string.sub(stored, 16))
     for r = 1, #receivers, 17 do
@@ -64,8 +121,33 @@ for m = 0, tonumber(ARGV[5]) - 1 do
     string.sub(notif, 1, off1) .. id .. string.sub(notif, off1 + 14, off2) .. id .. string.sub(notif, off2 + 14))
   ids[#ids + 1] = id
 end
+if shard >= 0 and clock then
+  redis.call('SET', KEYS[3], clock)
+end
 return ids
 "#;
+
+/// The publish script (see `PUBLISH_BODY_LUA`).
+pub fn publish_lua() -> String {
+    format!("{HLC_LUA}{PUBLISH_BODY_LUA}")
+}
+
+/// The clock tick of a sharded server: moves its clock past the hint (ARGV[2], 26 digits) and
+/// the server's `TIME`, and publishes the new clock on [`TICK_CHANNEL`], so that every node's
+/// merge knows this server's stream has passed it. KEYS: clock. ARGV: shard, hint, channel.
+/// Returns the 13-byte id.
+const TICK_BODY_LUA: &str = r#"
+local clock = next_id(later(redis.call('GET', KEYS[1]), ARGV[2]), redis.call('TIME'), tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], clock)
+local id = id_bytes(clock)
+redis.call('PUBLISH', ARGV[3], id)
+return id
+"#;
+
+/// The tick script (see `TICK_BODY_LUA`).
+pub fn tick_lua() -> String {
+    format!("{HLC_LUA}{TICK_BODY_LUA}")
+}
 
 /// The key of a stored message.
 pub fn message_key(id: &[u8]) -> Vec<u8> {
