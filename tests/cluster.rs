@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 use client::{Kind, Published, Record, Subscriber, publish};
 use common::{MID_ZERO, channel};
 use harness::Cluster;
+use pushpull::engine::redis::shard::shard_of;
+use pushpull::message::{Channel, ChannelId};
 
 /// Long-poll hold of the nodes: short, so idle polls (304) happen during the tests too.
 const HOLD: Duration = Duration::from_secs(3);
@@ -57,7 +59,10 @@ fn serial() -> MutexGuard<'static, ()> {
 /// Starts the cluster, or returns from the test (skipped) when a tool is missing.
 macro_rules! cluster_or_skip {
     () => {
-        match Cluster::start(3, HOLD) {
+        cluster_or_skip!(1)
+    };
+    ($servers:expr) => {
+        match Cluster::start_sharded(3, HOLD, $servers) {
             Some(c) => c,
             None => return,
         }
@@ -327,16 +332,45 @@ fn killed_node_websockets_reconnect_and_catch_up() {
     node_kill(0);
 }
 
+/// spec/cluster.md §9: [`killed_node_clients_reconnect_and_catch_up`] with the channels sharded
+/// over two Redis servers (two channels on each): reconnecting clients resume by `mid` from both
+/// servers with no loss and no duplicate.
+#[test]
+fn sharded_killed_node_clients_reconnect_and_catch_up() {
+    node_kill_on(2, 2);
+}
+
 /// The node-kill scenario with 6 WebSockets and `polls` long polls on each of 4 channels.
 fn node_kill(polls: usize) {
+    node_kill_on(polls, 1);
+}
+
+/// Fresh channels, `count` in all, spread evenly over `servers` Redis servers.
+fn spread_channels(count: usize, servers: usize) -> Vec<String> {
+    let mut per = vec![0; servers];
+    let mut out = Vec::new();
+    while out.len() < count {
+        let ch = channel();
+        let id = ChannelId::from_hex(ch.as_bytes()).expect("hex channel");
+        let s = shard_of(&Channel::private(id), servers);
+        if per[s] < count.div_ceil(servers) {
+            per[s] += 1;
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// [`node_kill`] with the channels sharded over `servers` Redis servers.
+fn node_kill_on(polls: usize, servers: usize) {
     const CHANNELS: usize = 4;
     const WS_PER_CHANNEL: usize = 6;
     const BEFORE: u64 = 90;
     const DURING: u64 = 150;
     let _serial = serial();
     let started = Instant::now();
-    let mut cluster = cluster_or_skip!();
-    let channels: Vec<String> = (0..CHANNELS).map(|_| channel()).collect();
+    let mut cluster = cluster_or_skip!(servers);
+    let channels = spread_channels(CHANNELS, servers);
     let front = cluster.haproxy.sub;
     let spawn =
         |kind, i: usize| Subscriber::spawn(kind, front, &channels[i % CHANNELS], Some(MID_ZERO));
@@ -399,7 +433,7 @@ fn node_kill(polls: usize) {
         assert!(cluster.nodes[*node].is_running());
     }
     println!(
-        "node kill: websockets per node {per_node:?}, killed {victim_name} with SIGKILL; \
+        "node kill ({servers} Redis): websockets per node {per_node:?}, killed {victim_name} with SIGKILL; \
          published {} ({BEFORE} before the kill, {DURING} in the {outage_publishing:?} after \
          it), delivered {} (wanted {}), lost {}, duplicates 0; {ws_reconnected} WebSockets \
          reconnected, {polls_cut} long polls cut and retried; haproxy had marked the node \

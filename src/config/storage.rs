@@ -342,7 +342,10 @@ pub(crate) fn normalize(storage: &mut Storage) {
         if r.socket.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
             r.socket = None;
         }
-        if r.tls_ca_file.as_ref().is_some_and(|s| s.as_os_str().is_empty()) {
+        if r.tls_ca_file
+            .as_ref()
+            .is_some_and(|s| s.as_os_str().is_empty())
+        {
             r.tls_ca_file = None;
         }
         // A one-entry list is the one server.

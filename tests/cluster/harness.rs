@@ -117,9 +117,15 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node with `--storage redis` on `redis`; returns once it listens and has
-    /// subscribed to `pushserver:*`.
-    fn start(name: &str, redis: &RedisServer, dir: &Path, hold: Duration) -> Self {
+    /// Starts a node with `--storage redis` on `redis` (sharded over `redis` and `shards` when
+    /// there are any); returns once it listens and has subscribed to `pushserver:*`.
+    fn start(
+        name: &str,
+        redis: &RedisServer,
+        shards: &[RedisServer],
+        dir: &Path,
+        hold: Duration,
+    ) -> Self {
         let bin = env!("CARGO_BIN_EXE_pushpull");
         let mut last = String::new();
         for attempt in 0..PORT_ATTEMPTS {
@@ -136,7 +142,13 @@ impl Node {
             let hold_ms = format!("{}ms", hold.as_millis());
             let child = cmd
                 .args(["run", "--storage", "redis", "--redis"])
-                .arg(redis.addr().to_string())
+                .arg(
+                    std::iter::once(redis)
+                        .chain(shards)
+                        .map(|r| r.addr().to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
                 .arg("--sub-listen")
                 .arg(sub.to_string())
                 .arg("--pub-listen")
@@ -376,28 +388,35 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The shared Redis (dropped last).
     pub redis: RedisServer,
+    /// Further Redis servers when sharded (spec/cluster.md §9).
+    pub shards: Vec<RedisServer>,
     dir: PathBuf,
 }
 
 impl Cluster {
     /// Starts Redis, `n` nodes with long-poll hold `hold`, and haproxy; `None` (skipped) when
     /// redis-server or haproxy is missing outside CI.
-    pub fn start(n: usize, hold: Duration) -> Option<Self> {
+    /// With `servers` > 1, the channels are sharded over that many Redis servers.
+    pub fn start_sharded(n: usize, hold: Duration, servers: usize) -> Option<Self> {
         let haproxy_bin = find_haproxy()?;
         // Durable, as a production Redis: a restart keeps what was acknowledged.
         let redis = RedisServer::start_durable()?;
+        let shards = (1..servers)
+            .map(|_| RedisServer::start_durable())
+            .collect::<Option<Vec<_>>>()?;
         let k = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("pushpull-cluster-{}-{k}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create the log directory");
         let nodes: Vec<Node> = (1..=n)
-            .map(|i| Node::start(&format!("node{i}"), &redis, &dir, hold))
+            .map(|i| Node::start(&format!("node{i}"), &redis, &shards, &dir, hold))
             .collect();
         let haproxy = Haproxy::start(&haproxy_bin, &nodes, &dir);
         Some(Self {
             haproxy,
             nodes,
             redis,
+            shards,
             dir,
         })
     }
@@ -417,6 +436,9 @@ impl Cluster {
         }
         out += &format!("----- haproxy\n{}", self.haproxy.log());
         out += &format!("----- redis\n{}", self.redis.log());
+        for (i, shard) in self.shards.iter().enumerate() {
+            out += &format!("----- redis shard {}\n{}", i + 1, shard.log());
+        }
         out
     }
 

@@ -43,6 +43,8 @@ pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
     durability: Durability,
+    /// TLS port and PEM files (certificate, key, CA) when started with [`Self::start_tls`].
+    tls: Option<(u16, [PathBuf; 3])>,
 }
 
 /// Whether the test Redis keeps its data across a restart.
@@ -90,7 +92,26 @@ impl RedisServer {
         Self::start_with(Durability::Aof)
     }
 
+    /// Like [`Self::start`], also listening with TLS on [`Self::tls_port`] with the given PEM
+    /// certificate chain and key (client certificates not required); the plain port stays open
+    /// for the test's own checks.
+    pub fn start_tls(cert_pem: &str, key_pem: &str, ca_pem: &str) -> Option<Self> {
+        Self::start_inner(Durability::Volatile, Some([cert_pem, key_pem, ca_pem]))
+    }
+
+    /// The TLS port (after [`Self::start_tls`]).
+    pub fn tls_port(&self) -> u16 {
+        self.tls
+            .as_ref()
+            .map(|(port, _)| *port)
+            .expect("started with TLS")
+    }
+
     fn start_with(durability: Durability) -> Option<Self> {
+        Self::start_inner(durability, None)
+    }
+
+    fn start_inner(durability: Durability, tls: Option<[&str; 3]>) -> Option<Self> {
         let Some(bin) = find_redis_server() else {
             let why = format!(
                 "redis-server not found (searched ${REDIS_SERVER_ENV}, PATH, \
@@ -107,16 +128,27 @@ impl RedisServer {
             std::env::temp_dir().join(format!("pushpull-redis-test-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create the Redis directory");
+        let tls = tls.map(|pems| {
+            let files = ["server.crt", "server.key", "ca.crt"].map(|name| dir.join(name));
+            for (file, pem) in files.iter().zip(pems) {
+                fs::write(file, pem).expect("write a TLS file");
+            }
+            (0, files)
+        });
         let mut server = Self {
             port: 0,
             bin,
             dir,
             child: None,
             durability,
+            tls,
         };
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             server.port = free_port();
+            if let Some((port, _)) = &mut server.tls {
+                *port = free_port();
+            }
             match server.spawn() {
                 Ok(()) => return Some(server),
                 Err(e) => last_error = e,
@@ -130,7 +162,20 @@ impl RedisServer {
         let log = self.dir.join("redis.log");
         let out = fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some((port, [cert, key, ca])) = &self.tls {
+            command
+                .arg("--tls-port")
+                .arg(port.to_string())
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca)
+                .args(["--tls-auth-clients", "no"]);
+        }
+        let child = command
             .arg("--port")
             .arg(self.port.to_string())
             .args(["--save", "", "--daemonize", "no"])

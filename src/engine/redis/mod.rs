@@ -39,8 +39,8 @@ use crate::conn::Shared;
 use crate::message::{Channel, MessageId, SharedMessage};
 use crate::metrics::{CoreStats, EngineStats};
 use crate::reactor::mailbox::CorePeer;
-pub use link::{DEFAULT_REDIS_TIMEOUT, client, install_crypto_provider};
 use link::{BACKOFF_MIN, Link};
+pub use link::{DEFAULT_REDIS_TIMEOUT, client, install_crypto_provider};
 use reads::{missed_messages, replay_pages, sharded_pages, starting_point};
 use shard::Merge;
 
@@ -385,7 +385,7 @@ impl RedisEngine {
         if self.sharded() {
             // Messages after what the merge released reach the subscribers live.
             let upto = self.merge.released();
-            let pages = sharded_pages(&mut self.links, &replays, limit, upto);
+            let (pages, issued) = sharded_pages(&mut self.links, &replays, limit, upto);
             for (r, (messages, more, last_id)) in replays.into_iter().zip(pages) {
                 self.cores.answer(
                     r.conn,
@@ -394,7 +394,7 @@ impl RedisEngine {
                         messages,
                         more,
                         last_id,
-                        issued: upto,
+                        issued,
                     },
                 );
             }

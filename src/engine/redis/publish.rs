@@ -89,7 +89,10 @@ impl RedisEngine {
                     self.stats.published.add(1);
                     self.stats.count_message(publication.label.as_str());
                 }
-                ids.last().copied().flatten().ok_or(PublishError::Unavailable)
+                ids.last()
+                    .copied()
+                    .flatten()
+                    .ok_or(PublishError::Unavailable)
             } else {
                 Err(PublishError::Unavailable)
             };

@@ -18,12 +18,13 @@ pub(super) type Page = (Vec<SharedMessage>, bool, Option<MessageId>);
 type Ranges = Vec<(Vec<MessageId>, Option<MessageId>)>;
 
 /// Round trip 1 of a replay on one server: for each channel of each request the ids after its
-/// `since` and the newest id; with `issued`, also the newest id issued by the shared counter.
+/// `since` and the newest id; also the newest id issued (the shared counter, or with `sharded`
+/// the server's clock).
 fn ranges(
     conn: &mut Connection,
     replays: &[ReplayRequest],
     limit: usize,
-    issued: bool,
+    sharded: bool,
 ) -> redis::RedisResult<(Ranges, Option<MessageId>)> {
     let mut pipe = redis::pipe();
     for r in replays {
@@ -47,14 +48,19 @@ fn ranges(
             pipe.cmd("ZREVRANGE").arg(&key).arg(0).arg(0);
         }
     }
-    if issued {
+    if sharded {
+        pipe.get(scripts::CLOCK_KEY);
+    } else {
         pipe.get(scripts::START_KEY).get(scripts::COUNTER_KEY);
     }
     let replies: Vec<redis::Value> = pipe.query(conn)?;
-    let issued = if issued {
-        issued_id(&replies[replies.len().saturating_sub(2)..])
+    let issued = if sharded {
+        match replies.last() {
+            Some(redis::Value::BulkString(digits)) => MessageId::parse(digits),
+            _ => None,
+        }
     } else {
-        None
+        issued_id(&replies[replies.len().saturating_sub(2)..])
     };
     let mut replies = replies.into_iter();
     let mut out = Vec::with_capacity(replays.len());
@@ -107,7 +113,7 @@ pub(super) fn replay_pages(
     replays: &[ReplayRequest],
     limit: usize,
 ) -> redis::RedisResult<(Vec<Page>, Option<MessageId>)> {
-    let (ranges, issued) = ranges(conn, replays, limit, true)?;
+    let (ranges, issued) = ranges(conn, replays, limit, false)?;
     let mut wanted = Vec::with_capacity(replays.len());
     let mut all = Vec::new();
     for (mut ids, newest) in ranges {
@@ -126,21 +132,24 @@ pub(super) fn replay_pages(
 
 /// Replay pages from sharded servers (spec/cluster.md §9): every server's ids, merged per
 /// request and cut at `upto` (what this node's merge has released: later messages reach the
-/// subscriber live), then each id's value from the server that issued it. A server that cannot
-/// be reached contributes nothing.
+/// subscriber live, and every released message is stored), then each id's value from the server
+/// that issued it; and the newest id issued by any server. A server that cannot be reached
+/// contributes nothing.
 pub(super) fn sharded_pages(
     links: &mut [Link],
     replays: &[ReplayRequest],
     limit: usize,
     upto: Option<MessageId>,
-) -> Vec<Page> {
+) -> (Vec<Page>, Option<MessageId>) {
     let mut merged: Ranges = vec![(Vec::new(), None); replays.len()];
+    let mut issued = None;
     for link in links.iter_mut() {
         let Some(conn) = link.get() else {
             continue;
         };
-        match ranges(conn, replays, limit, false) {
-            Ok((ranges, _)) => {
+        match ranges(conn, replays, limit, true) {
+            Ok((ranges, clock)) => {
+                issued = issued.max(clock);
                 for ((ids, newest), (more_ids, more_newest)) in merged.iter_mut().zip(ranges) {
                     ids.extend(more_ids);
                     *newest = (*newest).max(more_newest);
@@ -153,6 +162,11 @@ pub(super) fn sharded_pages(
     let mut by_shard: Vec<Vec<MessageId>> = vec![Vec::new(); links.len()];
     for (mut ids, newest) in merged {
         let more = cut(&mut ids, upto, limit);
+        // The newest stored id the subscriber can have been given (the long-poll 304).
+        let newest = match upto {
+            Some(upto) => newest.map(|n| n.min(upto)),
+            None => newest,
+        };
         for id in &ids {
             if let Some(s) = shard_of_id(id, links.len()) {
                 by_shard[s].push(*id);
@@ -169,18 +183,23 @@ pub(super) fn sharded_pages(
             continue;
         };
         match values(conn, &ids) {
-            Ok(vals) => found.extend(ids.into_iter().zip(vals).filter_map(|(id, v)| Some((id, v?)))),
+            Ok(vals) => found.extend(
+                ids.into_iter()
+                    .zip(vals)
+                    .filter_map(|(id, v)| Some((id, v?))),
+            ),
             Err(e) => link.failed(&e),
         }
     }
-    replays
+    let pages = replays
         .iter()
         .zip(wanted)
         .map(|(r, (ids, more, newest))| {
             let vals = ids.iter().map(|id| found.get(id).cloned());
             (page(r, vals), more, newest)
         })
-        .collect()
+        .collect();
+    (pages, issued.max(upto))
 }
 
 /// The newest id issued, from the `GET` answers of the start date and the counter.

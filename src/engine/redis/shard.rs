@@ -219,7 +219,10 @@ mod tests {
         let spread: std::collections::BTreeSet<_> = (0..64u8)
             .map(|b| {
                 let id = ChannelId([b; 16]);
-                (shard_of(&Channel::private(id), 2), shard_of(&Channel::public(id), 2))
+                (
+                    shard_of(&Channel::private(id), 2),
+                    shard_of(&Channel::public(id), 2),
+                )
             })
             .collect();
         assert!(spread.len() > 2, "{spread:?}");
