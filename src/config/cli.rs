@@ -580,7 +580,7 @@ mod tests {
             assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
         }
         // Every option line carries a default.
-        assert_eq!(help.matches("[default:").count(), 17, "{help}");
+        assert_eq!(help.matches("[default:").count(), 19, "{help}");
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

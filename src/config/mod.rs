@@ -39,8 +39,8 @@ use std::time::Duration;
 pub use cli::{Cli, Command, ENV_PREFIX};
 pub use file::{format_duration, parse_duration};
 pub use storage::{
-    DEFAULT_REDIS_DATABASE, DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT, RedisAddr, RedisConfig,
-    Storage, StorageType, parse_redis_addr,
+    DEFAULT_REDIS_DATABASE, DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT, MAX_REDIS_SERVERS, RedisAddr,
+    RedisConfig, Storage, StorageType, parse_redis_addr, parse_redis_list,
 };
 
 /// Default subscriber listener: the first BitrixVM "sub" port, so nginx upstreams written for the

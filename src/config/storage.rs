@@ -383,14 +383,6 @@ pub(crate) fn validate(storage: &Storage) -> Result<(), ConfigError> {
         if r.servers[..i].contains(addr) {
             return invalid("storage.servers", format!("{addr} is listed twice"));
         }
-        if let RedisAddr::Socket(path) = addr {
-            if !path.is_absolute() {
-                return invalid(
-                    "storage.servers",
-                    format!("socket paths must be absolute, got {}", path.display()),
-                );
-            }
-        }
     }
     let addrs = r.addrs();
     if r.tls {

@@ -707,3 +707,105 @@ fn debug_output_redacts_the_key() {
         assert!(shown.contains(field), "{field} missing: {shown}");
     }
 }
+
+/// spec/cluster.md §9 and §1: several servers (file list, `--redis a,b`, env), TLS settings, a
+/// single address in a later source replacing a list, the checks, and the printed form loading
+/// back.
+#[test]
+fn redis_servers_and_tls() {
+    let tcp = |h: &str, p| RedisAddr::Tcp {
+        host: h.to_owned(),
+        port: p,
+    };
+    let redis = |c: &Config| match &c.storage {
+        Storage::Redis(r) => r.clone(),
+        Storage::Memory => panic!("memory"),
+    };
+    let file = "[storage]\nservers = [\"10.0.0.1:6379\", \"/run/r2.sock\", \"[::1]:7000\"]\n";
+    let c = ok(&["-c", "f"], &[], file);
+    assert_eq!(
+        redis(&c).servers,
+        vec![
+            tcp("10.0.0.1", 6379),
+            RedisAddr::Socket(PathBuf::from("/run/r2.sock")),
+            tcp("::1", 7000)
+        ]
+    );
+    assert_eq!(redis(&c).addrs(), redis(&c).servers);
+    // One address later replaces the list; a one-entry list is that one server.
+    let c = ok(&["-c", "f"], &[("PUSHPULL_REDIS_HOST", "solo")], file);
+    assert!(redis(&c).servers.is_empty());
+    assert_eq!(redis(&c).addrs(), vec![tcp("solo", DEFAULT_REDIS_PORT)]);
+    let c = ok(&["-c", "f", "--redis", "one:1"], &[], file);
+    assert_eq!(redis(&c).addrs(), vec![tcp("one", 1)]);
+    let c = ok(&["-c", "f"], &[], "[storage]\nservers = [\"h:5\"]\n");
+    assert!(redis(&c).servers.is_empty());
+    assert_eq!((redis(&c).host.as_str(), redis(&c).port), ("h", 5));
+    // Flags and environment.
+    let c = ok(
+        &["--redis", "a:1,b:2", "--redis-tls-ca-file", "/ca.pem"],
+        &[],
+        "",
+    );
+    let r = redis(&c);
+    assert_eq!(r.servers, vec![tcp("a", 1), tcp("b", 2)]);
+    assert!(r.tls, "a CA file implies TLS");
+    assert_eq!(r.tls_ca_file, Some(PathBuf::from("/ca.pem")));
+    let c = ok(
+        &[],
+        &[
+            ("PUSHPULL_REDIS_SERVERS", "a:1,b:2,c:3"),
+            ("PUSHPULL_REDIS_TLS", "true"),
+        ],
+        "",
+    );
+    assert_eq!(redis(&c).servers.len(), 3);
+    assert!(redis(&c).tls);
+    assert_eq!(redis(&c).tls_ca_file, None);
+    for (name, value) in [
+        ("PUSHPULL_REDIS_SERVERS", "a:1,,b:2"),
+        ("PUSHPULL_REDIS_TLS", "maybe"),
+    ] {
+        match load(&[], &[(name, value)], "") {
+            Err(ConfigError::Env { name: n, .. }) => assert_eq!(n, name),
+            other => panic!("{name}={value}: expected Env, got {other:?}"),
+        }
+    }
+    // Checks.
+    let many: Vec<String> = (1..=MAX_REDIS_SERVERS as u32 + 1)
+        .map(|p| format!("\"h:{p}\""))
+        .collect();
+    let too_many = format!("[storage]\nservers = [{}]\n", many.join(","));
+    for (file, field) in [
+        ("[storage]\nservers = [\"a:1\", \"a:1\"]", "storage.servers"),
+        ("[storage]\nservers = [\"a:1\", \"h:0\"]", "storage.servers"),
+        (too_many.as_str(), "storage.servers"),
+        ("[storage]\nsocket = \"/r.sock\"\ntls = true", "storage.tls"),
+        (
+            "[storage]\nservers = [\"a:1\", \"/r.sock\"]\ntls = true",
+            "storage.tls",
+        ),
+        (
+            "[storage]\ntype = \"redis\"\ntls_ca_file = \"/ca.pem\"",
+            "storage.tls_ca_file",
+        ),
+        ("[storage]\ntype = \"memory\"\ntls = true", "storage"),
+    ] {
+        assert_eq!(invalid_field(&["-c", "f"], &[], file), field, "{file}");
+    }
+    // The printed form loads back.
+    let original = ok(
+        &[
+            "--redis",
+            "a:1,[::1]:2",
+            "--redis-tls-ca-file",
+            "/etc/ca.pem",
+        ],
+        &[],
+        "",
+    );
+    let text = original.to_toml();
+    assert!(text.contains("servers = [\"a:1\", \"[::1]:2\"]"), "{text}");
+    assert!(text.contains("tls = true"), "{text}");
+    assert_eq!(ok(&["-c", "printed.toml"], &[], &text), original, "{text}");
+}
