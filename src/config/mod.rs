@@ -11,16 +11,17 @@
 //!   optional, unknown keys are an error. Durations are whole seconds or strings such as
 //!   `"500ms"`, `"40s"`, `"2m"` (see [`parse_duration`]). Any `[[listener]]` entries replace
 //!   the listeners entirely. The `[storage]` table has `type = "memory"` (default) or
-//!   `type = "redis"` with `host`, `port`, `socket`, `database`, `password`; Redis settings
-//!   without a `type` select Redis.
+//!   `type = "redis"` with `host`, `port`, `socket` or `servers` (a list: sharding),
+//!   `database`, `password`, `tls`, `tls_ca_file`; Redis settings without a `type` select Redis.
 //! * Every file key can be overridden by `PUSHPULL_<KEY>` (upper case), plus the list-valued
 //!   `PUSHPULL_SUB_LISTEN` / `PUSHPULL_PUB_LISTEN` (comma-separated), each replacing the
-//!   listeners of its kind, and `PUSHPULL_STORAGE`, `PUSHPULL_REDIS_{HOST,PORT,SOCKET,
-//!   DATABASE,PASSWORD}` for `[storage]`. An empty variable counts as unset, except
+//!   listeners of its kind, and `PUSHPULL_STORAGE`, `PUSHPULL_REDIS_{HOST,PORT,SOCKET,SERVERS,
+//!   DATABASE,PASSWORD,TLS,TLS_CA_FILE}` for `[storage]`. An empty variable counts as unset, except
 //!   `PUSHPULL_SECURITY_KEY=` which explicitly turns signature checking off and
 //!   `PUSHPULL_REDIS_PASSWORD=` which removes the password.
 //! * Flags override everything; `--sub-listen` / `--pub-listen` replace the listeners of their
-//!   kind; `--redis ADDR` selects Redis at `HOST:PORT` or a Unix socket path.
+//!   kind; `--redis ADDR[,ADDR…]` selects Redis at `HOST:PORT` or a Unix socket path (several:
+//!   sharded); `--redis-tls` and `--redis-tls-ca-file FILE` turn on TLS.
 //!
 //! [`Config::to_toml`] prints the effective configuration in the file's own format, with the
 //! security key and the Redis password redacted, and the Bitrix files read and the warnings
