@@ -304,3 +304,32 @@ fn tls_to_redis_with_a_private_ca() {
     let r = publish_raw(untrusting.publ, &ch, body(2).as_bytes(), Some(60));
     assert_eq!(r.status, 503, "an unknown CA is refused: {}", r.text());
 }
+
+/// spec/cluster.md §3, §9: a Redis that lost its script cache (`SCRIPT FLUSH`, as after a
+/// restart) gets the scripts loaded again: publishes keep succeeding, with one server and with
+/// two (where the clock ticks are scripts too).
+#[test]
+fn scripts_loaded_again_after_script_flush() {
+    let [r0, r1] = two_redis_or_skip!();
+    let single = start(|c| {
+        c.storage = r0.storage();
+        c.security_key = Some(KEY.into());
+    });
+    let two = node(&[&r0, &r1], |_| {});
+    let groups = channels_per_shard(2, 1);
+    let chans: Vec<&str> = groups.iter().flatten().map(String::as_str).collect();
+    let mut ws = ws_on(&two, &chans);
+    for round in 0..3 {
+        for r in [&r0, &r1] {
+            let () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query(&mut r.client())
+                .expect("SCRIPT FLUSH");
+        }
+        single.publish(&channel(), &body(round), Some(60));
+        for (i, ch) in chans.iter().enumerate() {
+            let mid = two.publish(ch, &body(round * 10 + i), Some(60));
+            assert_eq!(ws.messages(1, WAIT)[0].mid, mid, "round {round}");
+        }
+    }
+}

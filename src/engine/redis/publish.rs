@@ -46,14 +46,17 @@ impl RedisEngine {
             String::new()
         };
         let mut newest_per_shard: Vec<Option<MessageId>> = vec![None; shards];
+        let mut calls = Vec::new();
         for (shard, route) in routes.iter().enumerate() {
             if route.is_empty() {
                 continue;
             }
-            let mut invocation = self.publish.key(scripts::COUNTER_KEY);
-            invocation
-                .key(scripts::START_KEY)
-                .key(scripts::CLOCK_KEY)
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.publish.get_hash())
+                .arg(3)
+                .arg(scripts::COUNTER_KEY)
+                .arg(scripts::START_KEY)
+                .arg(scripts::CLOCK_KEY)
                 .arg(now_ms / 1000)
                 .arg(ttl)
                 .arg(self.settings.channel_history)
@@ -64,23 +67,22 @@ impl RedisEngine {
             for &(p, m) in route {
                 let publication = &publishes[p].1[m];
                 let args = PublishArgs::new(publication, publication.expiry.min(ttl), created);
-                invocation
-                    .arg(args.expiry)
+                cmd.arg(args.expiry)
                     .arg(args.receivers)
                     .arg(args.stored)
                     .arg(args.notification)
                     .arg(args.offsets.0)
                     .arg(args.offsets.1);
             }
-            let link = &mut self.links[shard];
-            let answer: Option<Vec<Vec<u8>>> = match link.get() {
-                None => None,
-                Some(conn) => invocation.invoke(conn).map_err(|e| link.failed(&e)).ok(),
-            };
-            for (&(p, m), id) in route.iter().zip(answer.into_iter().flatten()) {
+            calls.push((shard, cmd.get_packed_command()));
+        }
+        let answers = self.call_all(&calls, Which::Publish);
+        for ((shard, _), answer) in calls.iter().zip(answers) {
+            let answer: Option<Vec<Vec<u8>>> = answer.and_then(|v| redis::from_redis_value(v).ok());
+            for (&(p, m), id) in routes[*shard].iter().zip(answer.into_iter().flatten()) {
                 let id = MessageId::from_bytes(&id);
                 ids[p][m] = id;
-                newest_per_shard[shard] = newest_per_shard[shard].max(id);
+                newest_per_shard[*shard] = newest_per_shard[*shard].max(id);
             }
         }
         for ((from, messages), ids) in publishes.into_iter().zip(ids) {
@@ -113,15 +115,88 @@ impl RedisEngine {
     /// Asks each of `shards` to move its clock past `hint` and publish it (spec/cluster.md §9).
     pub(super) fn tick_shards(&mut self, shards: &[usize], hint: MessageId) {
         let hint = hint.to_string();
-        for &shard in shards {
-            let mut invocation = self.tick.key(scripts::CLOCK_KEY);
-            invocation.arg(shard).arg(&hint).arg(scripts::TICK_CHANNEL);
-            let link = &mut self.links[shard];
+        let calls: Vec<(usize, Vec<u8>)> = shards
+            .iter()
+            .map(|&shard| {
+                let packed = redis::cmd("EVALSHA")
+                    .arg(self.tick.get_hash())
+                    .arg(1)
+                    .arg(scripts::CLOCK_KEY)
+                    .arg(shard)
+                    .arg(&hint)
+                    .arg(scripts::TICK_CHANNEL)
+                    .get_packed_command();
+                (shard, packed)
+            })
+            .collect();
+        self.call_all(&calls, Which::Tick);
+    }
+
+    /// Sends each script call to its server, then reads every answer: the servers work at the
+    /// same time, one round trip for all. A server that does not know the script (restarted)
+    /// gets it loaded and the call again. `None` for a server that could not be reached or
+    /// failed.
+    fn call_all(&mut self, calls: &[(usize, Vec<u8>)], which: Which) -> Vec<Option<redis::Value>> {
+        let mut sent = vec![false; calls.len()];
+        for (i, (shard, packed)) in calls.iter().enumerate() {
+            let link = &mut self.links[*shard];
             if let Some(conn) = link.get() {
-                if let Err(e) = invocation.invoke::<Vec<u8>>(conn) {
-                    link.failed(&e);
+                match conn.send_packed_command(packed) {
+                    Ok(()) => sent[i] = true,
+                    Err(e) => link.failed(&e),
                 }
             }
         }
+        let script = match which {
+            Which::Publish => &self.publish,
+            Which::Tick => &self.tick,
+        };
+        let mut answers = Vec::with_capacity(calls.len());
+        for (i, (shard, packed)) in calls.iter().enumerate() {
+            let link = &mut self.links[*shard];
+            let answer = match (sent[i], link.get()) {
+                (true, Some(conn)) => match conn.recv_response().and_then(|v| v.extract_error()) {
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        load_and_retry(conn, script, packed)
+                    }
+                    other => other,
+                },
+                _ => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "not connected",
+                ))),
+            };
+            answers.push(match answer {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    if sent[i] {
+                        link.failed(&e);
+                    }
+                    None
+                }
+            });
+        }
+        answers
     }
+}
+
+/// Which script a call runs.
+#[derive(Clone, Copy)]
+enum Which {
+    Publish,
+    Tick,
+}
+
+/// Loads `script` and sends the call again (after `NOSCRIPT`: a restarted or flushed Redis).
+fn load_and_retry(
+    conn: &mut redis::Connection,
+    script: &redis::Script,
+    packed: &[u8],
+) -> redis::RedisResult<redis::Value> {
+    script.prepare_invoke().load(conn)?;
+    conn.send_packed_command(packed)?;
+    conn.recv_response()?.extract_error()
 }
