@@ -8,6 +8,7 @@ pub mod engine;
 pub mod hub;
 pub mod message;
 pub mod metrics;
+pub mod net;
 pub mod proto;
 pub mod reactor;
 pub mod server;

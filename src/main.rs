@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use pushpull::config::{Cli, Command, Config};
@@ -29,26 +29,62 @@ fn main() -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         return Ok(());
     }
-    env_logger::Builder::new()
-        .parse_filters(&config.log_level)
-        .parse_env("PUSHPULL_LOG")
+    // Every record reaches the logger and `log`'s global level does the filtering, so that a
+    // reload can change it; PUSHPULL_LOG (env_logger directives) overrides both.
+    let directives = std::env::var("PUSHPULL_LOG")
+        .ok()
+        .filter(|d| !d.trim().is_empty());
+    let mut logger = env_logger::Builder::new();
+    logger
+        .filter_level(log::LevelFilter::Trace)
         .format_timestamp_millis()
-        .target(env_logger::Target::Stderr)
-        .init();
+        .target(env_logger::Target::Stderr);
+    if let Some(directives) = &directives {
+        logger.parse_filters(directives);
+    }
+    logger.init();
+    let set_level = |level: &str| {
+        if directives.is_none() {
+            log::set_max_level(level.parse().unwrap_or(log::LevelFilter::Info));
+        }
+    };
+    set_level(&config.log_level);
 
     for warning in &config.warnings {
         log::warn!("configuration: {warning}");
     }
-    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
-    let server = Server::start(config).context("starting the server")?;
-    if let Some(signal) = signals.forever().next() {
-        log::info!("signal {signal}: shutting down");
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    let mut server = Server::start(config).context("starting the server")?;
+    for signal in signals.forever() {
+        if signal != SIGHUP {
+            log::info!("signal {signal}: shutting down");
+            break;
+        }
+        // SIGHUP: read the configuration again; connections stay open.
+        match Config::load(&cli) {
+            Ok(new) => {
+                for warning in &new.warnings {
+                    log::warn!("configuration: {warning}");
+                }
+                let level = new.log_level.clone();
+                for warning in server.reload(new) {
+                    log::warn!("reload: {warning}");
+                }
+                set_level(&level);
+                log::info!("signal {signal}: configuration reloaded");
+            }
+            Err(e) => log::error!(
+                "signal {signal}: configuration error, the running configuration stays: {e}"
+            ),
+        }
     }
     let started = Instant::now();
-    // A second signal, or the deadline, ends the process whatever is still open.
+    // A second SIGTERM or SIGINT, or the deadline, ends the process whatever is still open.
     std::thread::spawn(move || {
-        let _ = signals.forever().next();
-        std::process::exit(1);
+        if signals.forever().any(|s| s != SIGHUP) {
+            std::process::exit(1);
+        }
     });
     std::thread::spawn(move || {
         std::thread::sleep(EXIT_DEADLINE.saturating_sub(started.elapsed()));

@@ -19,9 +19,10 @@ use crate::engine::memory::StoreLimits;
 use crate::engine::redis::{RedisEngine, RedisSettings};
 use crate::engine::{DEFAULT_ENGINE_QUEUE, EngineCmd, EngineHandle};
 use crate::metrics::{CoreStats, EngineStats};
+use crate::net::tls::{TlsAcceptor, TlsError};
 use crate::proto::channel::Signer;
 use crate::reactor::mailbox::{CorePeer, mailbox};
-use crate::reactor::{Core, CoreSetup, WAKER_TOKEN};
+use crate::reactor::{Core, CoreSetup, Listener, WAKER_TOKEN};
 
 /// Kernel accept queue length of each listener: absorbs connection bursts (the kernel caps it
 /// at `net.core.somaxconn`).
@@ -37,6 +38,14 @@ pub enum ServerError {
         addr: SocketAddr,
         /// The cause.
         source: io::Error,
+    },
+    /// A listener's TLS certificate or key could not be loaded.
+    #[error("listener {addr}: {source}")]
+    Tls {
+        /// The listener's address.
+        addr: SocketAddr,
+        /// The cause.
+        source: Box<TlsError>,
     },
     /// Creating a poll, waker or thread failed.
     #[error("cannot start core {core}: {source}")]
@@ -55,6 +64,8 @@ pub struct Server {
     peers: Vec<CorePeer>,
     engine_tx: crossbeam_channel::Sender<EngineCmd>,
     addrs: Vec<(ListenerKind, SocketAddr)>,
+    /// Each configured listener's TLS side (`None`: plain), in configuration order.
+    tls: Vec<Option<Arc<TlsAcceptor>>>,
     shared: Arc<Shared>,
 }
 
@@ -68,19 +79,35 @@ impl Server {
         // Bind core 0 first so that port 0 resolves to one port that the other cores share.
         let mut addrs: Vec<(ListenerKind, SocketAddr)> =
             config.listeners.iter().map(|l| (l.kind, l.addr)).collect();
-        let mut per_core: Vec<Vec<(TcpListener, ListenerKind)>> = Vec::with_capacity(threads);
+        let mut tls = Vec::with_capacity(addrs.len());
+        for l in &config.listeners {
+            tls.push(match (&l.tls_cert, &l.tls_key) {
+                (Some(cert), Some(key)) => Some(Arc::new(TlsAcceptor::load(cert, key).map_err(
+                    |source| ServerError::Tls {
+                        addr: l.addr,
+                        source: Box::new(source),
+                    },
+                )?)),
+                _ => None,
+            });
+        }
+        let mut per_core: Vec<Vec<Listener>> = Vec::with_capacity(threads);
         for _ in 0..threads {
             let mut listeners = Vec::with_capacity(addrs.len());
-            for (kind, addr) in addrs.iter_mut() {
-                let listener = bind(*addr).map_err(|source| ServerError::Bind {
+            for ((kind, addr), tls) in addrs.iter_mut().zip(&tls) {
+                let socket = bind(*addr).map_err(|source| ServerError::Bind {
                     addr: *addr,
                     source,
                 })?;
-                *addr = listener.local_addr().map_err(|source| ServerError::Bind {
+                *addr = socket.local_addr().map_err(|source| ServerError::Bind {
                     addr: *addr,
                     source,
                 })?;
-                listeners.push((listener, *kind));
+                listeners.push(Listener {
+                    socket,
+                    kind: *kind,
+                    tls: tls.clone(),
+                });
             }
             per_core.push(listeners);
         }
@@ -140,8 +167,9 @@ impl Server {
                 })?;
             cores.push(handle);
         }
-        for (kind, addr) in &addrs {
-            info!("listening on {addr} ({kind:?}) with {threads} cores");
+        for ((kind, addr), tls) in addrs.iter().zip(&tls) {
+            let tls = if tls.is_some() { ", TLS" } else { "" };
+            info!("listening on {addr} ({kind:?}{tls}) with {threads} cores");
         }
         addrs.dedup();
         Ok(Self {
@@ -150,6 +178,7 @@ impl Server {
             peers,
             engine_tx,
             addrs,
+            tls,
             shared,
         })
     }
@@ -167,6 +196,43 @@ impl Server {
     /// Process-wide state (statistics).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Applies a reloaded configuration (SIGHUP, spec/README.md §6): the listeners' TLS files are
+    /// read again (a listener whose files fail keeps its certificate), and every core takes the
+    /// new settings for what it does from now on; connections stay open. Settings that need a
+    /// restart keep their running values. Returns one warning per thing not applied.
+    pub fn reload(&mut self, new: Config) -> Vec<String> {
+        let (config, kept) = self.shared.config.reloaded(new);
+        let mut warnings: Vec<String> = kept
+            .into_iter()
+            .map(|name| format!("{name} changed: it takes effect after a restart"))
+            .collect();
+        for (listener, tls) in config.listeners.iter().zip(&self.tls) {
+            let (Some(tls), Some(cert), Some(key)) = (tls, &listener.tls_cert, &listener.tls_key)
+            else {
+                continue;
+            };
+            match tls.reload(cert, key) {
+                Ok(()) => info!("listener {}: TLS certificate reloaded", listener.addr),
+                Err(e) => warnings.push(format!(
+                    "listener {}: {e}; the previous certificate stays",
+                    listener.addr
+                )),
+            }
+        }
+        let shared = Arc::new(Shared {
+            signer: Signer::new(config.security_key.as_deref(), config.signature_algo),
+            config,
+            core_stats: self.shared.core_stats.clone(),
+            engine_stats: self.shared.engine_stats.clone(),
+            started: self.shared.started,
+        });
+        for peer in &self.peers {
+            peer.send(crate::engine::CoreMsg::Reload(shared.clone()));
+        }
+        self.shared = shared;
+        warnings
     }
 
     /// Stops accepting, closes connections as spec/README.md §5 says and waits for every

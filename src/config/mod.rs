@@ -30,6 +30,7 @@
 pub mod bitrix;
 mod cli;
 mod file;
+mod reload;
 mod storage;
 
 use std::fmt;
@@ -138,6 +139,29 @@ pub struct ListenerConfig {
     /// Address to bind.
     #[serde(deserialize_with = "file::de_addr")]
     pub addr: SocketAddr,
+    /// PEM certificate chain: the listener speaks TLS (https, wss); reloaded on SIGHUP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ListenerConfig {
+    /// A listener without TLS.
+    pub fn plain(kind: ListenerKind, addr: SocketAddr) -> Self {
+        Self {
+            kind,
+            addr,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
 }
 
 /// HMAC hash used for channel id signatures (the PHP option `signature_algo`).
@@ -550,8 +574,11 @@ impl Config {
     /// Replaces the listeners of `kind` by `addrs` (appended after the other kind's).
     fn replace_listeners(&mut self, kind: ListenerKind, addrs: Vec<SocketAddr>) {
         self.listeners.retain(|l| l.kind != kind);
-        self.listeners
-            .extend(addrs.into_iter().map(|addr| ListenerConfig { kind, addr }));
+        self.listeners.extend(
+            addrs
+                .into_iter()
+                .map(|addr| ListenerConfig::plain(kind, addr)),
+        );
     }
 
     /// Canonical forms: an empty key means no key; log levels are lower case.
@@ -716,6 +743,15 @@ impl Config {
                     message: format!("address {} is listed more than once", l.addr),
                 });
             }
+            if l.tls_cert.is_some() != l.tls_key.is_some() {
+                return Err(ConfigError::Invalid {
+                    field: "listener",
+                    message: format!(
+                        "listener {}: tls_cert and tls_key must be given together",
+                        l.addr
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -736,7 +772,7 @@ fn default_listeners() -> Vec<ListenerConfig> {
         (ListenerKind::Pub, DEFAULT_PUB_LISTEN),
     ] {
         if let Ok(addr) = addr.parse() {
-            out.push(ListenerConfig { kind, addr });
+            out.push(ListenerConfig::plain(kind, addr));
         }
     }
     out

@@ -41,10 +41,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn l(kind: ListenerKind, a: &str) -> ListenerConfig {
-    ListenerConfig {
-        kind,
-        addr: addr(a),
-    }
+    ListenerConfig::plain(kind, addr(a))
 }
 
 #[test]

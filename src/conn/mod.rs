@@ -481,7 +481,7 @@ impl Session {
                 self.evict(now, cx);
                 Flow::Continue
             }
-            CoreMsg::Deliver(_) | CoreMsg::Shutdown => Flow::Continue,
+            CoreMsg::Deliver(_) | CoreMsg::Shutdown | CoreMsg::Reload(_) => Flow::Continue,
         }
     }
 

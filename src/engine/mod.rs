@@ -198,6 +198,8 @@ pub enum CoreMsg {
     },
     /// Stop accepting, close connections, exit the core.
     Shutdown,
+    /// The configuration was reloaded (SIGHUP): use these settings from now on.
+    Reload(Arc<crate::conn::Shared>),
 }
 
 impl CoreMsg {
@@ -208,7 +210,7 @@ impl CoreMsg {
             | Self::Published { conn, .. }
             | Self::ChannelInfo { conn, .. }
             | Self::Evict { conn } => Some(*conn),
-            Self::Deliver(_) | Self::Shutdown => None,
+            Self::Deliver(_) | Self::Shutdown | Self::Reload(_) => None,
         }
     }
 }

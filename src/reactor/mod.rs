@@ -19,13 +19,13 @@
 pub mod mailbox;
 pub mod timer;
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
@@ -34,6 +34,8 @@ use crate::conn::{Cx, Flow, Session, Shared};
 use crate::engine::{ConnRef, CoreMsg, EngineHandle};
 use crate::hub::Hub;
 use crate::metrics::CoreStats;
+use crate::net::tls::TlsAcceptor;
+use crate::net::transport::Transport;
 use mailbox::{DEFAULT_MAILBOX_BUDGET, Mailbox};
 use timer::{DEFAULT_SLOTS, DEFAULT_TICK, TimerKey, TimerWheel};
 
@@ -85,7 +87,7 @@ pub struct CoreSetup {
     /// The core's poll (its waker is registered on [`WAKER_TOKEN`]).
     pub poll: Poll,
     /// The core's listeners.
-    pub listeners: Vec<(TcpListener, ListenerKind)>,
+    pub listeners: Vec<Listener>,
     /// The engine's answers and deliveries.
     pub mailbox: Mailbox,
     /// The way to the engine.
@@ -96,9 +98,19 @@ pub struct CoreSetup {
     pub stats: Arc<CoreStats>,
 }
 
+/// One listening socket of a core.
+pub struct Listener {
+    /// The socket.
+    pub socket: TcpListener,
+    /// What it serves.
+    pub kind: ListenerKind,
+    /// Its TLS configuration, shared with the other cores' copies (and reloaded on SIGHUP).
+    pub tls: Option<Arc<TlsAcceptor>>,
+}
+
 /// One connection as the reactor holds it.
 struct Conn {
-    socket: TcpStream,
+    io: Transport,
     session: Session,
     generation: u32,
     peer: SocketAddr,
@@ -115,7 +127,7 @@ struct Conn {
 pub struct Core {
     index: u16,
     poll: Poll,
-    listeners: Vec<(TcpListener, ListenerKind)>,
+    listeners: Vec<Listener>,
     mailbox: Mailbox,
     engine: EngineHandle,
     shared: Arc<Shared>,
@@ -147,9 +159,12 @@ impl Core {
             shared,
             stats,
         } = setup;
-        for (i, (listener, _)) in listeners.iter_mut().enumerate() {
-            poll.registry()
-                .register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            poll.registry().register(
+                &mut listener.socket,
+                Token(LISTENER_BASE + i),
+                Interest::READABLE,
+            )?;
         }
         let cores = shared.core_stats.len().max(1);
         let max_conns = (shared.config.max_connections / cores).max(1);
@@ -276,6 +291,12 @@ impl Core {
                     }
                 }
                 CoreMsg::Shutdown => return Drain::Stop,
+                CoreMsg::Reload(shared) => {
+                    let cores = shared.core_stats.len().max(1);
+                    self.max_conns = (shared.config.max_connections / cores).max(1);
+                    self.shared = shared;
+                    info!("[core={}] configuration reloaded", self.index);
+                }
                 answer => {
                     let Some(target) = answer.conn() else {
                         continue;
@@ -356,7 +377,7 @@ impl Core {
                     mark_dirty(&mut self.dirty, conn, slot);
                     break;
                 }
-                match conn.socket.read(&mut self.scratch) {
+                match conn.io.read(&mut self.scratch) {
                     Ok(0) => {
                         conn.read_eof = true;
                         flow = conn.session.on_eof(now, &mut cx);
@@ -379,12 +400,24 @@ impl Core {
             }
             // Write until WouldBlock or done.
             while flow == Flow::Continue && conn.writable && !conn.session.output().is_empty() {
-                match conn.socket.write(conn.session.output()) {
+                match conn.io.write(conn.session.output()) {
                     Ok(0) => flow = Flow::Abort,
                     Ok(n) => {
                         conn.session.consumed(n);
                         progress = true;
                     }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => conn.writable = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        conn_log!(debug, self.index, slot, conn.peer, "write error: {e}");
+                        flow = Flow::Abort;
+                    }
+                }
+            }
+            // TLS records still waiting (handshake, encrypted output).
+            while flow == Flow::Continue && conn.writable && conn.io.wants_write() {
+                match conn.io.flush() {
+                    Ok(()) => progress = true,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => conn.writable = false,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => {
@@ -401,11 +434,11 @@ impl Core {
             self.to_close.push(slot);
             return;
         }
-        if conn.session.is_closing() && conn.session.output().is_empty() {
+        if conn.session.is_closing() && conn.session.output().is_empty() && !conn.io.wants_write() {
             if !conn.write_shut {
                 // Lingering close: stop sending, wait for the peer's end of stream.
                 conn.write_shut = true;
-                let _ = conn.socket.shutdown(std::net::Shutdown::Write);
+                conn.io.shutdown_write();
             }
             if conn.read_eof {
                 self.to_close.push(slot);
@@ -468,8 +501,9 @@ impl Core {
                     self.accept_paused = true;
                     return;
                 }
-                let (listener, kind) = &self.listeners[i];
-                match listener.accept() {
+                let listener = &self.listeners[i];
+                let kind = listener.kind;
+                match listener.socket.accept() {
                     Ok((mut socket, peer)) => {
                         let _ = socket.set_nodelay(true);
                         let entry = self.conns.vacant_entry();
@@ -482,10 +516,20 @@ impl Core {
                             warn!("[core={}] register failed: {e}", self.index);
                             continue;
                         }
+                        let io = match &listener.tls {
+                            None => Transport::Plain(socket),
+                            Some(tls) => match tls.accept() {
+                                Ok(state) => Transport::tls(socket, state),
+                                Err(e) => {
+                                    warn!("[core={}] TLS setup failed: {e}", self.index);
+                                    continue;
+                                }
+                            },
+                        };
                         self.next_generation = self.next_generation.wrapping_add(1);
                         entry.insert(Conn {
-                            socket,
-                            session: Session::new(*kind, now, &self.shared.config),
+                            io,
+                            session: Session::new(kind, now, &self.shared.config),
                             generation: self.next_generation,
                             peer,
                             readable: false,
@@ -519,8 +563,8 @@ impl Core {
             return;
         }
         self.stopping = Some(now + self.shared.config.shutdown_grace);
-        for (mut listener, _) in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut listener);
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {

@@ -65,14 +65,8 @@ pub fn test_config() -> Config {
     Config {
         threads: 2,
         listeners: vec![
-            ListenerConfig {
-                kind: ListenerKind::Sub,
-                addr: loopback,
-            },
-            ListenerConfig {
-                kind: ListenerKind::Pub,
-                addr: loopback,
-            },
+            ListenerConfig::plain(ListenerKind::Sub, loopback),
+            ListenerConfig::plain(ListenerKind::Pub, loopback),
         ],
         shutdown_grace: Duration::from_millis(300),
         log_level: "warn".into(),

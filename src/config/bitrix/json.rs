@@ -332,7 +332,7 @@ impl FileCx<'_> {
                 ),
             );
         }
-        Ok(Some(ListenerConfig { kind, addr }))
+        Ok(Some(ListenerConfig::plain(kind, addr)))
     }
 
     fn storage(

@@ -113,7 +113,7 @@ pub(super) fn parse(
                     format!("port {port} is generated twice (BASE_SUB and BASE_PUB overlap)"),
                 ));
             }
-            out.listeners.push(ListenerConfig { kind, addr });
+            out.listeners.push(ListenerConfig::plain(kind, addr));
         }
     }
     match get("SECURITY_KEY")? {

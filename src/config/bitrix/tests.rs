@@ -120,16 +120,10 @@ fn bitrixvm_folder_becomes_one_process() {
     let dir = bitrixvm("vm");
     let (bx, warnings) = ok(load_dir(&dir.0));
     let subs: Vec<_> = (8010..=8015)
-        .map(|p| ListenerConfig {
-            kind: ListenerKind::Sub,
-            addr: addr(&format!("0.0.0.0:{p}")),
-        })
+        .map(|p| ListenerConfig::plain(ListenerKind::Sub, addr(&format!("0.0.0.0:{p}"))))
         .collect();
     let pubs: Vec<_> = (9010..=9011)
-        .map(|p| ListenerConfig {
-            kind: ListenerKind::Pub,
-            addr: addr(&format!("127.0.0.1:{p}")),
-        })
+        .map(|p| ListenerConfig::plain(ListenerKind::Pub, addr(&format!("127.0.0.1:{p}"))))
         .collect();
     assert_eq!(bx.listeners, [subs, pubs].concat());
     assert_eq!(bx.security_key.as_deref(), Some(KEY));
@@ -338,10 +332,10 @@ fn servers_with_both_kinds_tls_and_hostnames() {
     let (bx, warnings) = ok(load_dir(&dir.0));
     assert_eq!(
         bx.listeners,
-        vec![ListenerConfig {
-            kind: ListenerKind::Pub,
-            addr: addr("127.0.0.1:1340")
-        }]
+        vec![ListenerConfig::plain(
+            ListenerKind::Pub,
+            addr("127.0.0.1:1340")
+        )]
     );
     assert!(
         has_warning(&warnings, "routes.sub is not served"),

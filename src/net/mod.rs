@@ -1,0 +1,5 @@
+//! Sockets below the protocol: the plain or TLS byte stream of a connection and the TLS
+//! configuration of listeners. With the reactor, the only code that makes syscalls.
+
+pub mod tls;
+pub mod transport;
