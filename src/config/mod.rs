@@ -19,7 +19,7 @@
 //!   DATABASE,PASSWORD,TLS,TLS_CA_FILE}` for `[storage]`. An empty variable counts as unset, except
 //!   `PUSHPULL_SECURITY_KEY=` which explicitly turns signature checking off and
 //!   `PUSHPULL_REDIS_PASSWORD=` which removes the password. `PUSHPULL_PUBLISH_ALLOW` takes
-//!   comma-separated networks ([`lockdown`]).
+//!   comma-separated networks.
 //! * Flags override everything; `--sub-listen` / `--pub-listen` replace the listeners of their
 //!   kind; `--redis ADDR[,ADDR…]` selects Redis at `HOST:PORT` or a Unix socket path (several:
 //!   sharded); `--redis-tls` and `--redis-tls-ca-file FILE` turn on TLS.
