@@ -4,15 +4,17 @@
 //! The server is the `pushpull` binary in its own process, so that the clients and the server
 //! each have the whole descriptor limit.
 
+#[path = "common/binary.rs"]
+mod binary_support;
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use binary_support::Binary;
 use common::*;
 
 /// Slow clients of the normal test run. `PUSHPULL_TEST_SLOW_CLIENTS` overrides it (10,000 is
@@ -27,72 +29,6 @@ const ROUNDS: usize = 5;
 const TRICKLE_EVERY: Duration = Duration::from_millis(200);
 /// Descriptors kept free for the subscriber, the publisher and the test harness.
 const FD_RESERVE: usize = 256;
-
-/// The `pushpull` binary on loopback ports, killed when dropped.
-struct Binary {
-    child: Child,
-    sub: SocketAddr,
-    publ: SocketAddr,
-}
-
-impl Binary {
-    /// Starts the binary with two cores and the test's head deadline.
-    fn start() -> Self {
-        let free = || {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr")
-        };
-        let (sub, publ) = (free(), free());
-        let child = Command::new(env!("CARGO_BIN_EXE_pushpull"))
-            .env_clear()
-            .env(
-                "PUSHPULL_HEAD_TIMEOUT",
-                format!("{}ms", HEAD_TIMEOUT.as_millis()),
-            )
-            .args(["--threads", "2", "--log-level", "warn"])
-            .arg(format!("--sub-listen={sub}"))
-            .arg(format!("--pub-listen={publ}"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start pushpull");
-        let srv = Self { child, sub, publ };
-        wait_until("the server to listen", WAIT, || {
-            TcpStream::connect(srv.publ).is_ok()
-        });
-        srv
-    }
-
-    /// The server's open connections (`/server-stat/`).
-    fn connections(&self) -> u64 {
-        let r = request(self.publ, "GET", "/server-stat/", &[], b"");
-        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("server-stat JSON");
-        v[0]["connections"].as_u64().expect("connections")
-    }
-
-    /// Waits until `channel` has a subscriber.
-    fn wait_subscribed(&self, channel: &str) {
-        let path = format!("/bitrix/pub/?CHANNEL_ID={channel}");
-        wait_until("the subscriber", WAIT, || {
-            let r = request(self.publ, "GET", &path, &[], b"");
-            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-            v["infos"][0]["subscribers"].as_u64() == Some(1)
-        });
-    }
-
-    /// Publishes `body` to `channel`; returns the message id.
-    fn publish(&self, channel: &str, body: &str) -> String {
-        let r = publish_raw(self.publ, channel, body.as_bytes(), None);
-        assert_eq!(r.status, 200, "publish: {}", r.text());
-        mid_of(&r)
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The soft limit on open files of this process (Linux), if known.
 fn open_files_limit() -> Option<usize> {
@@ -149,7 +85,8 @@ fn answer_of(mut s: &TcpStream, until: Instant) -> Result<Vec<u8>, String> {
 fn slow_heads_do_not_delay_delivery() {
     let count = slow_client_count();
     assert!(count >= 100, "too few descriptors for the test");
-    let srv = Binary::start();
+    let head_timeout = format!("{}ms", HEAD_TIMEOUT.as_millis());
+    let srv = Binary::start(&[("PUSHPULL_HEAD_TIMEOUT", head_timeout.as_str())]);
 
     let t0 = Instant::now();
     let slow: Vec<TcpStream> = (0..count)
@@ -169,7 +106,7 @@ fn slow_heads_do_not_delay_delivery() {
 
     let ch = channel();
     let mut ws = Ws::connect(srv.sub, &ch, None);
-    srv.wait_subscribed(&ch);
+    srv.wait_subscribers(&ch, 1);
 
     // Every slow client starts a head now: its deadline runs from this first byte.
     let started = Instant::now();
