@@ -1,11 +1,14 @@
 //! A subscriber that stops reading is cut off without hurting the others (spec/limits.md).
 
+#[path = "common/binary.rs"]
+mod binary_support;
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use binary_support::Binary;
 use common::*;
 
 /// spec/limits.md: a WebSocket subscriber that never reads is closed once its output passes
@@ -181,4 +184,81 @@ fn replay_larger_than_out_queue_is_not_slow() {
         got.iter().zip(&expected).position(|(a, b)| a != b)
     );
     assert_eq!(srv.core_sum("slow_closed"), 0);
+}
+
+/// spec/limits.md (`DEFAULT_OUT_QUEUE_BYTES`): subscribers that stop reading are each closed once
+/// their output passes `out_queue_bytes`, so the server's memory stays bounded by the queues, not
+/// by what is published: twenty stalled WebSockets on a channel that receives 64 MiB (1.25 GiB of
+/// output if nothing were bounded) raise the server's peak memory by a few tens of MiB. The
+/// server keeps serving. The server runs as its own process, so its memory is measured alone.
+#[test]
+fn stalled_subscribers_keep_server_memory_flat() {
+    const STALLED: usize = 20;
+    const QUEUE: usize = 1024 * 1024;
+    const MESSAGE: usize = 60 * 1024;
+    const TOTAL: usize = 64 * 1024 * 1024;
+    /// Allowed growth of the server's peak memory: the queues (20 MiB) and room for the
+    /// allocator, the publisher's bodies and the framing of one round of messages.
+    const GROWTH_LIMIT_KIB: u64 = 96 * 1024;
+    let (max_payload, queue) = ((2 * MESSAGE).to_string(), QUEUE.to_string());
+    let srv = Binary::start(&[
+        ("PUSHPULL_MAX_PAYLOAD", max_payload.as_str()),
+        ("PUSHPULL_OUT_QUEUE_BYTES", queue.as_str()),
+    ]);
+    let ch = channel();
+    let stalled: Vec<Ws> = (0..STALLED)
+        .map(|_| Ws::connect(srv.sub, &ch, None))
+        .collect();
+    srv.wait_subscribers(&ch, STALLED as u64);
+    let before = srv.rss_kib();
+
+    let pad = "m".repeat(MESSAGE - 40);
+    let mut publisher = Conn::connect(srv.publ);
+    let mut sent = 0;
+    let mut n = 0;
+    while sent < TOTAL {
+        let mut requests = Vec::new();
+        for _ in 0..16 {
+            let b = format!(r#"{{"n":{n},"pad":"{pad}"}}"#);
+            sent += b.len();
+            n += 1;
+            requests.extend(format_request(
+                "POST",
+                &format!("/bitrix/pub/?CHANNEL_ID={ch}"),
+                &[],
+                b.as_bytes(),
+            ));
+        }
+        publisher.send(&requests);
+        for _ in 0..16 {
+            let r = publisher.response();
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    }
+    wait_until(
+        "every stalled subscriber closed",
+        Duration::from_secs(30),
+        || srv.core_sum("slow_closed") >= STALLED as u64,
+    );
+    srv.wait_subscribers(&ch, 0);
+    let peak = srv.peak_rss_kib();
+    let after = srv.rss_kib();
+    eprintln!(
+        "{n} messages ({sent} bytes) to {STALLED} stalled subscribers: server RSS {before:?} KiB \
+         before, peak {peak:?} KiB, {after:?} KiB after"
+    );
+    if let (Some(before), Some(peak)) = (before, peak) {
+        assert!(
+            peak.saturating_sub(before) < GROWTH_LIMIT_KIB,
+            "the server grew from {before} KiB to a peak of {peak} KiB"
+        );
+    }
+    // The stalled clients see their connections end; the server still serves.
+    for mut ws in stalled {
+        assert!(ws.conn.closed_within(Duration::from_secs(20)), "still open");
+    }
+    let mut reader = Ws::connect(srv.sub, &ch, None);
+    srv.wait_subscribers(&ch, 1);
+    let mid = srv.publish(&ch, &body(1));
+    assert_eq!(reader.messages(1, WAIT)[0].mid, mid);
 }

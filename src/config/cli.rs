@@ -180,6 +180,30 @@ pub struct Cli {
     )]
     pub redis_tls_ca_file: Option<PathBuf>,
 
+    /// Networks that may publish.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NET",
+        value_delimiter = ',',
+        value_parser = super::parse_net,
+        help = "Networks whose peers may use the publisher routes, CIDR (10.0.0.0/8, ::1/128) \
+                  or an address; repeatable or comma-separated [env: PUSHPULL_PUBLISH_ALLOW] \
+                  [default: none, every peer that reaches the pub listener]"
+    )]
+    pub publish_allow: Vec<ipnet::IpNet>,
+
+    /// Whether publisher requests must be signed.
+    #[arg(
+        long,
+        global = true,
+        value_name = "MODE",
+        value_enum,
+        help = "required: publisher requests must carry ?signature=, the HMAC of the request \
+                  body with the security key [env: PUSHPULL_PUBLISH_SIGNATURE] [default: off]"
+    )]
+    pub publish_signature: Option<super::PublishSignature>,
+
     /// State file of the embedded engine.
     #[arg(
         long,
@@ -249,6 +273,13 @@ impl Cli {
             log_level: self.log_level.clone(),
             online_ttl: self.online_ttl.map(file::Dur),
             state_file: self.state_file.clone(),
+            publish_allow: (!self.publish_allow.is_empty()).then(|| {
+                self.publish_allow
+                    .iter()
+                    .map(|n| super::lockdown::Net(*n))
+                    .collect()
+            }),
+            publish_signature: self.publish_signature,
             storage,
             ..Layer::default()
         }
@@ -371,6 +402,13 @@ pub(crate) fn env_layer(env: &[(String, String)]) -> Result<(Layer, EnvSources),
             }
             "STATS_INTERVAL" => layer.stats_interval = dur()?,
             "STATE_FILE" => layer.state_file = Some(PathBuf::from(v)),
+            "PUBLISH_ALLOW" => {
+                let nets = super::lockdown::parse_net_list(v).map_err(err)?;
+                layer.publish_allow = Some(nets.into_iter().map(super::lockdown::Net).collect());
+            }
+            "PUBLISH_SIGNATURE" => {
+                layer.publish_signature = Some(super::PublishSignature::parse(v).map_err(err)?);
+            }
             "STORAGE" => {
                 layer.storage.get_or_insert_default().kind =
                     Some(match v.to_ascii_lowercase().as_str() {
@@ -580,7 +618,7 @@ mod tests {
             assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
         }
         // Every option line carries a default.
-        assert_eq!(help.matches("[default:").count(), 19, "{help}");
+        assert_eq!(help.matches("[default:").count(), 21, "{help}");
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -18,7 +18,8 @@
 //!   listeners of its kind, and `PUSHPULL_STORAGE`, `PUSHPULL_REDIS_{HOST,PORT,SOCKET,SERVERS,
 //!   DATABASE,PASSWORD,TLS,TLS_CA_FILE}` for `[storage]`. An empty variable counts as unset, except
 //!   `PUSHPULL_SECURITY_KEY=` which explicitly turns signature checking off and
-//!   `PUSHPULL_REDIS_PASSWORD=` which removes the password.
+//!   `PUSHPULL_REDIS_PASSWORD=` which removes the password. `PUSHPULL_PUBLISH_ALLOW` takes
+//!   comma-separated networks.
 //! * Flags override everything; `--sub-listen` / `--pub-listen` replace the listeners of their
 //!   kind; `--redis ADDR[,ADDR…]` selects Redis at `HOST:PORT` or a Unix socket path (several:
 //!   sharded); `--redis-tls` and `--redis-tls-ca-file FILE` turn on TLS.
@@ -30,6 +31,7 @@
 pub mod bitrix;
 mod cli;
 mod file;
+mod lockdown;
 mod reload;
 mod storage;
 
@@ -40,6 +42,7 @@ use std::time::Duration;
 
 pub use cli::{Cli, Command, ENV_PREFIX};
 pub use file::{format_duration, parse_duration};
+pub use lockdown::{PublishSignature, parse_net, publish_allowed};
 pub use storage::{
     DEFAULT_REDIS_DATABASE, DEFAULT_REDIS_HOST, DEFAULT_REDIS_PORT, MAX_REDIS_SERVERS, RedisAddr,
     RedisConfig, Storage, StorageType, parse_redis_addr, parse_redis_list,
@@ -253,6 +256,12 @@ pub struct Config {
     /// How often per-process statistics are refreshed and stored.
     #[serde(serialize_with = "file::ser_duration")]
     pub stats_interval: Duration,
+    /// Networks whose peers may use the publisher routes; empty: every peer that reaches a pub
+    /// listener (spec/publishing.md §7).
+    #[serde(serialize_with = "lockdown::ser_nets")]
+    pub publish_allow: Vec<ipnet::IpNet>,
+    /// Whether publisher requests must carry `?signature=` (spec/publishing.md §7).
+    pub publish_signature: PublishSignature,
     /// Where the embedded engine saves its stored messages and id counter at shutdown and
     /// reloads them at start; `None` keeps nothing across restarts.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -295,6 +304,8 @@ impl Default for Config {
             max_conn_per_channel: DEFAULT_MAX_CONN_PER_CHANNEL,
             max_messages_per_request: DEFAULT_MAX_MESSAGES_PER_REQUEST,
             stats_interval: DEFAULT_STATS_INTERVAL,
+            publish_allow: Vec::new(),
+            publish_signature: PublishSignature::Off,
             state_file: None,
             storage: Storage::Memory,
             bitrix_sources: Vec::new(),
@@ -332,6 +343,8 @@ impl fmt::Debug for Config {
             .field("max_conn_per_channel", &self.max_conn_per_channel)
             .field("max_messages_per_request", &self.max_messages_per_request)
             .field("stats_interval", &self.stats_interval)
+            .field("publish_allow", &self.publish_allow)
+            .field("publish_signature", &self.publish_signature)
             .field("state_file", &self.state_file)
             .field("storage", &self.storage)
             .field("bitrix_sources", &self.bitrix_sources)
@@ -440,6 +453,8 @@ pub(crate) struct Layer {
     pub(crate) max_conn_per_channel: Option<usize>,
     pub(crate) max_messages_per_request: Option<usize>,
     pub(crate) stats_interval: Option<file::Dur>,
+    pub(crate) publish_allow: Option<Vec<lockdown::Net>>,
+    pub(crate) publish_signature: Option<PublishSignature>,
     pub(crate) state_file: Option<PathBuf>,
     pub(crate) storage: Option<storage::StorageLayer>,
 }
@@ -563,6 +578,10 @@ impl Config {
             layer.max_messages_per_request,
         );
         set_dur(&mut self.stats_interval, layer.stats_interval);
+        if let Some(nets) = layer.publish_allow {
+            self.publish_allow = nets.into_iter().map(|n| n.0).collect();
+        }
+        set(&mut self.publish_signature, layer.publish_signature);
         if let Some(path) = layer.state_file {
             self.state_file = Some(path);
         }
@@ -713,6 +732,14 @@ impl Config {
                     "must be at least threads ({}) since it is split evenly per thread, got {}",
                     self.threads, self.max_connections
                 ),
+            );
+        }
+        if self.publish_signature == PublishSignature::Required
+            && self.security_key.as_deref().is_none_or(str::is_empty)
+        {
+            return invalid(
+                "publish_signature",
+                "\"required\" needs security_key: publish requests are signed with it".to_owned(),
             );
         }
         if !LOG_LEVELS.contains(&self.log_level.as_str()) {

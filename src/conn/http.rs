@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Cx, Poll, Session, State, Sub, SubRequest, publish, respond, websocket};
+use super::{Cx, Poll, Session, State, Sub, SubRequest, lockdown, publish, respond, websocket};
 use crate::config::ListenerKind;
 use crate::message::{Format, MessageId};
 use crate::proto::channel::ChannelError;
@@ -156,15 +156,11 @@ fn dispatch(s: &mut Session, head: RequestHead, now: Instant, cx: &mut Cx<'_>) {
                 }
             }
         }
-        ListenerKind::Pub if PUB_PATHS.iter().any(|r| matches_route(path, r)) => {
-            match head.method {
-                Method::Post => publish::start(s, &head, publish::Route::Backend, now, cx),
-                Method::Get => publish::channel_info(s, &head, now, cx),
-                _ => {
-                    respond::method_not_allowed(&mut s.out, "GET, POST", p);
-                    s.finish_request(p, now, cx);
-                }
+        ListenerKind::Pub if publisher_route(path) => {
+            if let Err(why) = lockdown::check_peer(s, cx) {
+                return lockdown::forbid(s, why, p, now, cx);
             }
+            publisher(s, &head, now, cx);
         }
         ListenerKind::Pub if REST_PATHS.iter().any(|r| matches_route(path, r)) => {
             match head.method {
@@ -179,20 +175,43 @@ fn dispatch(s: &mut Session, head: RequestHead, now: Instant, cx: &mut Cx<'_>) {
                 }
             }
         }
-        ListenerKind::Pub if matches_route(path, STAT_PATH) => {
-            if head.method == Method::Get {
-                let body = publish::server_stats(cx.shared).to_string();
-                respond::plain(&mut s.out, 200, "application/json", body.as_bytes(), p);
-            } else {
-                respond::method_not_allowed(&mut s.out, "GET", p);
-            }
-            s.finish_request(p, now, cx);
-        }
         _ => {
             respond::not_found(&mut s.out, p);
             s.finish_request(p, now, cx);
         }
     }
+}
+
+/// Whether `path` is a publisher route of the pub listener (the browser routes are not).
+fn publisher_route(path: &str) -> bool {
+    PUB_PATHS.iter().any(|r| matches_route(path, r)) || matches_route(path, STAT_PATH)
+}
+
+/// A request on a publisher route from a peer that may use it.
+fn publisher(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>) {
+    let p = head.persistence;
+    if PUB_PATHS.iter().any(|r| matches_route(&head.path, r)) {
+        match head.method {
+            Method::Post => publish::start(s, head, publish::Route::Backend, now, cx),
+            Method::Get => publish::channel_info(s, head, now, cx),
+            _ => {
+                respond::method_not_allowed(&mut s.out, "GET, POST", p);
+                s.finish_request(p, now, cx);
+            }
+        }
+        return;
+    }
+    if head.method != Method::Get {
+        respond::method_not_allowed(&mut s.out, "GET", p);
+        return s.finish_request(p, now, cx);
+    }
+    let signed = lockdown::get_signed_data(&head.query);
+    if let Err(why) = lockdown::check_signature(&head.query, &signed, cx) {
+        return lockdown::forbid(s, why, p, now, cx);
+    }
+    let body = publish::server_stats(cx.shared).to_string();
+    respond::plain(&mut s.out, 200, "application/json", body.as_bytes(), p);
+    s.finish_request(p, now, cx);
 }
 
 /// `GET <sub path>` without upgrade: a long-poll (spec/longpoll.md §2).

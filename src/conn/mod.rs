@@ -17,10 +17,12 @@
 //! through a path that marks the connection dirty, so the output is flushed in the same loop turn.
 
 mod http;
+mod lockdown;
 mod publish;
 mod respond;
 mod websocket;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -371,6 +373,8 @@ enum Paging {
 #[derive(Debug)]
 pub struct Session {
     kind: ListenerKind,
+    /// The peer's address, for `publish_allow` (spec/publishing.md §7).
+    peer: IpAddr,
     state: State,
     rbuf: Vec<u8>,
     out: Vec<u8>,
@@ -382,10 +386,11 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new session on a listener of `kind`.
-    pub fn new(kind: ListenerKind, now: Instant, config: &Config) -> Self {
+    /// A new session on a listener of `kind`, with a peer at `peer`.
+    pub fn new(kind: ListenerKind, peer: IpAddr, now: Instant, config: &Config) -> Self {
         Self {
             kind,
+            peer,
             state: State::Head,
             rbuf: Vec::new(),
             out: Vec::new(),

@@ -9,7 +9,7 @@ use prost::Message as _;
 use serde_json::{Value, json};
 
 use super::http::{BodyRefusal, refuse_body};
-use super::{Cx, Session, Shared, State, respond};
+use super::{Cx, Session, Shared, State, lockdown, respond};
 use crate::engine::{ChannelState, EngineCmd, PublishError};
 use crate::message::{ChannelKind, MessageId, Sender};
 use crate::proto::http::{BodyFraming, Persistence, RequestHead, query_param};
@@ -106,6 +106,11 @@ pub(super) fn start(
 /// The whole body is here: validate and hand the request to the engine.
 pub(super) fn body_complete(s: &mut Session, request: BodyRequest, now: Instant, cx: &mut Cx<'_>) {
     let p = request.persistence;
+    if request.route == Route::Backend {
+        if let Err(why) = lockdown::check_signature(&request.query, &request.body, cx) {
+            return lockdown::forbid(s, why, p, now, cx);
+        }
+    }
     if !request.binary {
         return text_publish(s, request, now, cx);
     }
@@ -218,6 +223,9 @@ fn text_publish(s: &mut Session, request: BodyRequest, now: Instant, cx: &mut Cx
 pub(super) fn channel_info(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>) {
     let p = head.persistence;
     let list = query_param(&head.query, "CHANNEL_ID").unwrap_or_default();
+    if let Err(why) = lockdown::check_signature(&head.query, &list, cx) {
+        return lockdown::forbid(s, why, p, now, cx);
+    }
     let max = cx.shared.config.max_channels_per_request;
     let channels = match cx.shared.signer.publish_targets(&list, max) {
         Ok(c) => c,

@@ -149,6 +149,19 @@ impl Signer {
         verify(self.algo, key, data.as_bytes(), signature)
     }
 
+    /// Whether `signature` (lower-case hex, as the PHP module writes it) is the HMAC of `data`,
+    /// compared in constant time: the request signature of a publisher (spec/publishing.md §7).
+    /// Always false without a key.
+    pub fn request_signature_valid(&self, data: &[u8], signature: &[u8]) -> bool {
+        let Some(key) = &self.key else {
+            return false;
+        };
+        match decode_hex(signature) {
+            Some(raw) => verify(self.algo, key, data, &raw),
+            None => false,
+        }
+    }
+
     fn check_subscriber(&self, parsed: &Token<'_>, token: &[u8]) -> Result<(), ChannelError> {
         let Some(key) = &self.key else {
             // No key: unsigned private ids are accepted; public parts cannot be trusted.
@@ -274,6 +287,24 @@ mod tests {
 
     fn signer() -> Signer {
         Signer::new(Some("secret"), SignatureAlgo::Sha1)
+    }
+
+    /// spec/publishing.md §7: a request signature is the lower-case hex HMAC of the data.
+    #[test]
+    fn request_signatures() {
+        let s = signer();
+        let body = br#"{"module_id":"im"}"#;
+        let sig = s.sign(body);
+        assert!(s.request_signature_valid(body, sig.as_bytes()));
+        assert!(!s.request_signature_valid(b"other", sig.as_bytes()));
+        assert!(!s.request_signature_valid(body, sig.to_uppercase().as_bytes()));
+        assert!(!s.request_signature_valid(body, &sig.as_bytes()[..38]));
+        assert!(!s.request_signature_valid(body, b""));
+        assert!(!s.request_signature_valid(body, b"zz"));
+        let unkeyed = Signer::new(None, SignatureAlgo::Sha1);
+        assert!(!unkeyed.request_signature_valid(body, sig.as_bytes()));
+        // The empty string has a signature too (a GET without CHANNEL_ID).
+        assert!(s.request_signature_valid(b"", s.sign(b"").as_bytes()));
     }
 
     /// spec/channels.md §2: a known HMAC-SHA1 value.

@@ -529,7 +529,7 @@ impl Core {
                         self.next_generation = self.next_generation.wrapping_add(1);
                         entry.insert(Conn {
                             io,
-                            session: Session::new(kind, now, &self.shared.config),
+                            session: Session::new(kind, peer.ip(), now, &self.shared.config),
                             generation: self.next_generation,
                             peer,
                             readable: false,
