@@ -39,10 +39,9 @@ fn descriptor_limit_is_not_a_crash() {
 }
 
 /// Connections that waited in the kernel's queue while descriptors ran out are served once
-/// descriptors are free, without another connection attempt to wake the listener. The reactor
-/// does not retry a failed accept by itself yet (issue 6): run with `--ignored` once it does.
+/// descriptors are free, without another connection attempt to wake the listener
+/// (`ACCEPT_RETRY`).
 #[test]
-#[ignore = "the reactor retries a failed accept only on the next connection attempt"]
 fn descriptor_limit_waiting_connections_served_when_free() {
     descriptor_limit(true);
 }

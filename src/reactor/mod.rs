@@ -56,6 +56,10 @@ const DRIVE_ROUNDS: usize = 8;
 /// Accepting resumes when the connection count falls below this share (in %) of the limit
 /// (hysteresis, so a full server does not flap between accepting and refusing).
 const ACCEPT_RESUME_PERCENT: usize = 90;
+/// After an accept error (out of descriptors: EMFILE, ENFILE; out of memory), accepting is tried
+/// again this much later: the connections waiting in the kernel's queue raise no new event, and
+/// retrying at once would spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Socket events taken per poll call.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -142,6 +146,10 @@ pub struct Core {
     max_conns: usize,
     accept_ready: Vec<bool>,
     accept_paused: bool,
+    /// When accepting is tried again after an accept error.
+    accept_retry: Option<Instant>,
+    /// Accepting failed and has not succeeded since (the failure was logged).
+    accept_failing: bool,
     stopping: Option<Instant>,
     /// Work is left for the next turn (budget used up): poll without sleeping.
     busy: bool,
@@ -186,6 +194,8 @@ impl Core {
             next_generation: 0,
             max_conns,
             accept_ready: vec![true; n],
+            accept_retry: None,
+            accept_failing: false,
             accept_paused: false,
             stopping: None,
             busy: true,
@@ -201,7 +211,11 @@ impl Core {
             let timeout = if self.busy {
                 Duration::ZERO
             } else {
-                self.wheel.timeout(now, MAX_POLL)
+                let wheel = self.wheel.timeout(now, MAX_POLL);
+                match self.accept_retry {
+                    Some(at) => wheel.min(at.saturating_duration_since(now)),
+                    None => wheel,
+                }
             };
             self.busy = false;
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -242,6 +256,10 @@ impl Core {
             }
             self.drive_dirty(now);
             self.close_pending(now);
+            if self.accept_retry.is_some_and(|at| at <= now) {
+                self.accept_retry = None;
+                self.accept_ready.iter_mut().for_each(|r| *r = true);
+            }
             self.accept(now);
             self.busy |= self.engine.flush();
             if let Some(deadline) = self.stopping {
@@ -505,6 +523,10 @@ impl Core {
                 let kind = listener.kind;
                 match listener.socket.accept() {
                     Ok((mut socket, peer)) => {
+                        if self.accept_failing {
+                            self.accept_failing = false;
+                            info!("[core={}] accepting again after failures", self.index);
+                        }
                         let _ = socket.set_nodelay(true);
                         let entry = self.conns.vacant_entry();
                         let slot = entry.key();
@@ -548,10 +570,17 @@ impl Core {
                     Err(e) if e.kind() == ErrorKind::WouldBlock => self.accept_ready[i] = false,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => {
-                        // EMFILE and friends: try again next turn rather than spin.
-                        warn!("[core={}] accept failed: {e}", self.index);
+                        // EMFILE and friends: try again a little later rather than spin; log
+                        // the first failure of a run, not every retry.
+                        if !self.accept_failing {
+                            warn!(
+                                "[core={}] accept failed: {e}; retrying every {ACCEPT_RETRY:?}",
+                                self.index
+                            );
+                        }
+                        self.accept_failing = true;
                         self.accept_ready[i] = false;
-                        self.busy = true;
+                        self.accept_retry = Some(now + ACCEPT_RETRY);
                     }
                 }
             }
