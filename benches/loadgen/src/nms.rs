@@ -144,6 +144,18 @@ pub fn decode_unit(json: &[u8]) -> Result<Delivery, DecodeError> {
     })
 }
 
+/// Reads a bare published body (nchan's plain framing, a protobuf message's `body`): the
+/// load generator's `{"module_id":"lg","command":"m","params":{…}}` without an envelope.
+pub fn decode_body(json: &[u8]) -> Result<Delivery, DecodeError> {
+    let text: Text = serde_json::from_slice(json).map_err(|_| DecodeError::NotOurs)?;
+    Ok(Delivery {
+        seq: text.params.seq,
+        ch: text.params.ch,
+        ts_us: text.params.ts,
+        mid: None,
+    })
+}
+
 /// The publish body for message `seq` on channel index `ch`, stamped `ts_us`.
 ///
 /// `{"module_id":"lg","command":"m","params":{"seq":…,"ch":…,"ts":…}}`; when `pad_to` is larger than
@@ -249,6 +261,17 @@ mod tests {
         let d =
             decode_unit(br#"{"text":{"params":{"seq":5,"ch":2,"ts":9,"pad":"xx"}}}"#).expect("ok");
         assert_eq!((d.seq, d.ch, d.ts_us, d.mid), (5, 2, 9, None));
+    }
+
+    #[test]
+    fn bare_bodies() {
+        let d = decode_body(encode_body(7, 3, 11, 200).as_bytes()).expect("ours");
+        assert_eq!((d.seq, d.ch, d.ts_us, d.mid), (7, 3, 11, None));
+        assert_eq!(decode_body(b"{}"), Err(DecodeError::NotOurs));
+        assert_eq!(
+            decode_body(unit(1, 0, "00000000000000000000000001").as_slice()),
+            Err(DecodeError::NotOurs)
+        );
     }
 
     #[test]

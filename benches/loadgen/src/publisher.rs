@@ -19,6 +19,7 @@ use crate::http::{
 use crate::net::unix_micros;
 use crate::nms::encode_body;
 use crate::rate::RateGate;
+use crate::series::SeriesRec;
 use crate::shared::{Shared, new_histogram};
 
 /// Longest wait for one publish answer (and for connecting).
@@ -41,16 +42,18 @@ pub const DEFAULT_PACING_SLEEP: Duration = Duration::from_millis(10);
 pub struct PublisherReport {
     /// Requests sent.
     pub attempted: u64,
-    /// Sequence numbers answered 200.
+    /// Sequence numbers accepted (pushpull: `200`; nchan: `201`/`202`).
     pub accepted: Vec<u64>,
-    /// Requests not answered 200.
+    /// Requests not accepted.
     pub errors: u64,
     /// Why (`status 503`, `read: ConnectionReset`, `timeout` …).
     pub error_reasons: BTreeMap<String, u64>,
-    /// Request → 200 time, µs.
+    /// Request → acceptance time, µs.
     pub ack_latency: Histogram<u64>,
-    /// First request sent / last 200 received.
+    /// First request sent / last acceptance received.
     pub span: Option<(Instant, Instant)>,
+    /// Acceptances per interval.
+    pub series: SeriesRec,
 }
 
 /// The channel indices publisher `p` of `k` owns.
@@ -167,6 +170,7 @@ pub fn run_publisher(
         error_reasons: BTreeMap::new(),
         ack_latency: new_histogram(),
         span: None,
+        series: SeriesRec::new(shared.start, shared.series_interval),
     };
     let host = plan.pub_addr.to_string();
     let end = match plan.amount {
@@ -220,19 +224,16 @@ pub fn run_publisher(
         let ts = unix_micros();
         let t0 = Instant::now();
         let body = encode_body(seq, ch, ts, plan.payload_bytes);
-        let req = publish_request(
-            &plan.pub_path,
-            &plan.channel_id(ch),
-            plan.expiry,
-            &host,
-            &body,
-        );
+        let req = publish_request(&plan.pub_target(ch), plan.expiry, &host, &body);
         r.attempted += 1;
         let first = r.span.map_or(t0, |(a, _)| a);
         match exchange(c, &req, t0 + timeout) {
-            Ok((200, keep)) => {
+            Ok((status, keep)) if plan.publish_accepted(status) => {
                 let now = Instant::now();
                 r.accepted.push(seq);
+                if let Some(b) = r.series.at(now) {
+                    b.publishes += 1;
+                }
                 r.ack_latency.saturating_record(
                     u64::try_from(now.duration_since(t0).as_micros()).unwrap_or(u64::MAX),
                 );

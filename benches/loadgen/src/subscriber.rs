@@ -1,9 +1,10 @@
 //! Subscriber threads: each owns a mio `Poll` and a share of the subscribers.
 //!
-//! A WebSocket subscriber connects, upgrades (ready on 101) and reads text frames; a long-poll
-//! subscriber sends `GET …&mid=` (ready once the first request is written), reads the answer and polls
-//! again at once on the same connection (or a new one when the server closes). Every delivered unit
-//! goes into the subscriber's [`SubTally`] and its latency into the thread's histogram.
+//! A WebSocket subscriber connects, upgrades (ready on 101) and reads frames; a long-poll
+//! subscriber sends `GET …&mid=` (nchan: with `If-Modified-Since`/`If-None-Match`; ready once the
+//! first request is written), reads the answer and polls again at once on the same connection (or a
+//! new one when the server closes). Payloads are decoded by [`crate::deliver`] according to the
+//! run's framing; every delivery goes into the subscriber's [`SubTally`].
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -15,17 +16,18 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::{Plan, Transport};
+use crate::config::{Framing, Plan, Target, Transport};
+use crate::deliver::{DeliveryCtx, Receiver, take_units, take_whole, widen};
 use crate::http::{
-    BodyDecoder, BodyProgress, DEFAULT_MAX_HEAD_BYTES, Persistence, parse_response_head,
+    BodyDecoder, BodyProgress, DEFAULT_MAX_HEAD_BYTES, Persistence, Resume, parse_response_head,
     poll_request,
 };
 use crate::net::{connected, flush, open_socket, unix_micros};
-use crate::nms::{DEFAULT_MAX_UNIT_BYTES, SplitError, decode_unit, split_next};
+use crate::series::SeriesRec;
 use crate::shared::{Shared, new_histogram};
-use crate::tally::{Arrival, SubTally};
+use crate::tally::SubTally;
 use crate::ws::{
-    DEFAULT_MAX_FRAME_PAYLOAD, MaskGen, Opcode, encode_client_frame, normal_close_payload,
+    DEFAULT_MAX_FRAME_PAYLOAD, Fin, MaskGen, Opcode, encode_client_frame, normal_close_payload,
     parse_server_frame, upgrade_request,
 };
 
@@ -96,6 +98,8 @@ pub struct WorkerReport {
     pub undecodable: u64,
     /// Long-poll responses read.
     pub polls: u64,
+    /// Long-poll responses that carried messages (`200`).
+    pub data_polls: u64,
     /// Long-poll requests that failed and were retried.
     pub poll_errors: u64,
     /// Pongs sent.
@@ -110,13 +114,10 @@ pub struct WorkerReport {
     pub delivery_span: Option<(Instant, Instant)>,
     /// Per subscriber.
     pub subs: Vec<SubOutcome>,
-}
-
-fn widen(span: &mut Option<(Instant, Instant)>, now: Instant) {
-    *span = Some(match *span {
-        None => (now, now),
-        Some((a, b)) => (a.min(now), b.max(now)),
-    });
+    /// Per interval.
+    pub series: SeriesRec,
+    /// Per sequence number: the largest latency of a first delivery, µs + 1 (0 = none).
+    pub last_arrival: Vec<u32>,
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, reason: String) {
@@ -135,7 +136,7 @@ enum State {
 }
 
 struct Sub {
-    param: String,
+    target: String,
     source: Option<IpAddr>,
     state: State,
     stream: Option<TcpStream>,
@@ -143,7 +144,7 @@ struct Sub {
     out_pos: usize,
     inbuf: Vec<u8>,
     carry: Vec<u8>,
-    mid: Option<String>,
+    resume: Resume,
     keep: Persistence,
     started: Instant,
     ready: bool,
@@ -158,52 +159,6 @@ enum Flow {
     Fail(String),
 }
 
-struct DeliveryCtx {
-    channels: u64,
-    max_issued: Option<u64>,
-    now: Instant,
-    now_us: u64,
-}
-
-/// Splits whole units off `carry` and records them.
-fn take_units(
-    carry: &mut Vec<u8>,
-    tally: &mut SubTally,
-    mid: &mut Option<String>,
-    st: &mut WorkerReport,
-    d: &DeliveryCtx,
-) -> Result<(), SplitError> {
-    let mut at = 0;
-    let result = loop {
-        match split_next(&carry[at..], DEFAULT_MAX_UNIT_BYTES) {
-            Err(e) => break Err(e),
-            Ok(None) => break Ok(()),
-            Ok(Some((n, json))) => {
-                let unit = &carry[at + json.start..at + json.end];
-                at += n;
-                let Ok(del) = decode_unit(unit) else {
-                    st.undecodable += 1;
-                    continue;
-                };
-                st.deliveries += 1;
-                widen(&mut st.delivery_span, d.now);
-                if del.mid.is_some() {
-                    *mid = del.mid;
-                }
-                match tally.record(del.seq, del.ch, d.channels, d.max_issued) {
-                    Arrival::New | Arrival::OutOfOrder => {
-                        st.latency
-                            .saturating_record(d.now_us.saturating_sub(del.ts_us));
-                    }
-                    Arrival::Duplicate | Arrival::Misrouted | Arrival::Bogus => {}
-                }
-            }
-        }
-    };
-    carry.drain(..at);
-    result
-}
-
 /// One subscriber thread.
 pub struct Worker {
     plan: Arc<Plan>,
@@ -213,6 +168,7 @@ pub struct Worker {
     next_start: usize,
     pending: usize,
     host: String,
+    framing: Framing,
     masks: MaskGen,
     scratch: Vec<u8>,
     hot: Vec<usize>,
@@ -231,7 +187,7 @@ impl Worker {
                     plan.source_addrs[usize::try_from(g).unwrap_or(0) % plan.source_addrs.len()]
                 });
                 Sub {
-                    param: plan.sub_channel_param(ch),
+                    target: plan.sub_target(ch),
                     source,
                     state: State::Idle,
                     stream: None,
@@ -239,7 +195,7 @@ impl Worker {
                     out_pos: 0,
                     inbuf: Vec::new(),
                     carry: Vec::new(),
-                    mid: None,
+                    resume: Resume::default(),
                     keep: Persistence::KeepAlive,
                     started: now,
                     ready: false,
@@ -255,8 +211,10 @@ impl Worker {
                 .copied()
                 .unwrap_or(0)
                 .wrapping_mul(0x9E37_79B9);
+        let series = SeriesRec::new(shared.start, shared.series_interval);
         Ok(Self {
             host: plan.sub_addr.to_string(),
+            framing: plan.framing(),
             plan,
             shared,
             poll: Poll::new()?,
@@ -275,6 +233,7 @@ impl Worker {
                 protocol_errors: 0,
                 undecodable: 0,
                 polls: 0,
+                data_polls: 0,
                 poll_errors: 0,
                 pongs: 0,
                 deliveries: 0,
@@ -282,6 +241,8 @@ impl Worker {
                 ready_span: None,
                 delivery_span: None,
                 subs: Vec::new(),
+                series,
+                last_arrival: Vec::new(),
             },
         })
     }
@@ -381,8 +342,7 @@ impl Worker {
                     Ok(true) => {
                         let (req, next) = match self.plan.transport {
                             Transport::Ws => {
-                                let pq = format!("{}?CHANNEL_ID={}", self.plan.sub_path, sub.param);
-                                (upgrade_request(&pq, &self.host), State::Handshake)
+                                (upgrade_request(&sub.target, &self.host), State::Handshake)
                             }
                             Transport::Longpoll => (self.poll_req(i), State::PollHead),
                         };
@@ -403,12 +363,7 @@ impl Worker {
 
     fn poll_req(&self, i: usize) -> Vec<u8> {
         let sub = &self.subs[i];
-        poll_request(
-            &self.plan.sub_path,
-            &sub.param,
-            sub.mid.as_deref(),
-            &self.host,
-        )
+        poll_request(&sub.target, &sub.resume, &self.host)
     }
 
     fn pump(&mut self, i: usize, now: Instant) {
@@ -497,6 +452,7 @@ impl Worker {
     }
 
     fn ws_frames(&mut self, i: usize, d: &DeliveryCtx) -> Flow {
+        let framing = self.framing;
         let sub = &mut self.subs[i];
         let st = &mut self.st;
         let mut at = 0;
@@ -512,10 +468,29 @@ impl Worker {
                 Ok(Some((n, f))) => {
                     at += n;
                     match f.opcode {
-                        Opcode::Text | Opcode::Continuation => {
-                            sub.carry.extend_from_slice(f.payload)
+                        Opcode::Text | Opcode::Binary | Opcode::Continuation => {
+                            let expected = match (framing, f.opcode) {
+                                (_, Opcode::Continuation) | (Framing::Plain, _) => true,
+                                (Framing::Nms, op) => op == Opcode::Text,
+                                (Framing::Protobuf, op) => op == Opcode::Binary,
+                            };
+                            if !expected {
+                                st.protocol_errors += 1;
+                                continue;
+                            }
+                            sub.carry.extend_from_slice(f.payload);
+                            if framing == Framing::Nms || f.fin == Fin::More {
+                                continue;
+                            }
+                            let mut rx = Receiver {
+                                tally: &mut sub.tally,
+                                resume: &mut sub.resume,
+                            };
+                            if take_whole(framing, &sub.carry, &mut rx, st, d).is_err() {
+                                st.protocol_errors += 1;
+                            }
+                            sub.carry.clear();
                         }
-                        Opcode::Binary => st.protocol_errors += 1,
                         Opcode::Ping => {
                             encode_client_frame(
                                 Opcode::Pong,
@@ -546,9 +521,15 @@ impl Worker {
             }
         }
         sub.inbuf.drain(..at);
-        if take_units(&mut sub.carry, &mut sub.tally, &mut sub.mid, st, d).is_err() {
-            st.protocol_errors += 1;
-            sub.carry.clear();
+        if framing == Framing::Nms {
+            let mut rx = Receiver {
+                tally: &mut sub.tally,
+                resume: &mut sub.resume,
+            };
+            if take_units(&mut sub.carry, &mut rx, st, d).is_err() {
+                st.protocol_errors += 1;
+                sub.carry.clear();
+            }
         }
         match closed {
             Some(reason) => Flow::Fail(reason),
@@ -557,6 +538,7 @@ impl Worker {
     }
 
     fn lp_process(&mut self, i: usize, d: &DeliveryCtx) -> Flow {
+        let nchan = self.plan.target == Target::Nchan;
         loop {
             let sub = &mut self.subs[i];
             match &mut sub.state {
@@ -566,12 +548,25 @@ impl Worker {
                     Ok(Some((n, head))) => {
                         sub.inbuf.drain(..n);
                         self.st.polls += 1;
-                        if head.status == 304
-                            && let Some(m) = head.last_message_id
-                        {
-                            sub.mid = Some(m);
-                        } else if head.status != 200 && head.status != 304 {
-                            return Flow::Fail(format!("poll status {}", head.status));
+                        match head.status {
+                            200 => {
+                                self.st.data_polls += 1;
+                                if let Some(b) = self.st.series.at(d.now) {
+                                    b.polls += 1;
+                                }
+                                if nchan {
+                                    sub.resume.last_modified = head.last_modified;
+                                    sub.resume.etag = head.etag;
+                                }
+                            }
+                            304 => {
+                                if let Some(m) = head.last_message_id {
+                                    sub.resume.mid = Some(m);
+                                }
+                            }
+                            // nchan ends a long-poll that timed out with 408; poll again.
+                            408 if nchan => {}
+                            status => return Flow::Fail(format!("poll status {status}")),
                         }
                         sub.keep = head.persistence;
                         sub.state = State::PollBody(BodyDecoder::new(head.framing));
@@ -583,18 +578,7 @@ impl Worker {
                         Err(e) => return Flow::Fail(format!("poll body: {}", e.reason())),
                     };
                     sub.inbuf.drain(..n);
-                    if take_units(
-                        &mut sub.carry,
-                        &mut sub.tally,
-                        &mut sub.mid,
-                        &mut self.st,
-                        d,
-                    )
-                    .is_err()
-                    {
-                        self.st.protocol_errors += 1;
-                        sub.carry.clear();
-                    }
+                    self.body_units(i, progress == BodyProgress::Done, d);
                     if progress == BodyProgress::More {
                         return Flow::Continue;
                     }
@@ -604,6 +588,29 @@ impl Worker {
                 }
                 _ => return Flow::Continue,
             }
+        }
+    }
+
+    /// Records what a long-poll body holds so far: whole units of a unit stream as they arrive,
+    /// a per-message framing once the body is `complete`.
+    fn body_units(&mut self, i: usize, complete: bool, d: &DeliveryCtx) {
+        let sub = &mut self.subs[i];
+        let mut rx = Receiver {
+            tally: &mut sub.tally,
+            resume: &mut sub.resume,
+        };
+        let result = match self.framing {
+            Framing::Nms => take_units(&mut sub.carry, &mut rx, &mut self.st, d),
+            _ if !complete || sub.carry.is_empty() => return,
+            framing => {
+                let r = take_whole(framing, &sub.carry, &mut rx, &mut self.st, d);
+                sub.carry.clear();
+                r
+            }
+        };
+        if result.is_err() {
+            self.st.protocol_errors += 1;
+            sub.carry.clear();
         }
     }
 
@@ -637,19 +644,8 @@ impl Worker {
                 now,
                 now_us: unix_micros(),
             };
-            if take_units(
-                &mut sub.carry,
-                &mut sub.tally,
-                &mut sub.mid,
-                &mut self.st,
-                &d,
-            )
-            .is_err()
-            {
-                self.st.protocol_errors += 1;
-                sub.carry.clear();
-            }
-            sub.keep = Persistence::Close;
+            self.body_units(i, true, &d);
+            self.subs[i].keep = Persistence::Close;
             let _ = self.finish_poll(i);
             self.connect(i, now);
             return;
@@ -666,6 +662,9 @@ impl Worker {
                 .ready
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             widen(&mut self.st.ready_span, now);
+            if let Some(b) = self.st.series.at(now) {
+                b.ready += 1;
+            }
         }
     }
 
