@@ -235,7 +235,14 @@ fn panel(
                 _ => runs.push(Vec::new()),
             }
         }
-        for run in runs.iter().filter(|r| !r.is_empty()) {
+        for run in runs.iter().filter(|r| r.len() == 1) {
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"/>"#,
+                run[0].0, run[0].1
+            );
+        }
+        for run in runs.iter().filter(|r| r.len() > 1) {
             let pts: Vec<String> = run.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect();
             let _ = writeln!(
                 svg,
@@ -370,11 +377,16 @@ pub fn render(title: &str, points: &[SeriesPoint]) -> String {
 /// The chart of a report, titled with what was run.
 pub fn render_report(r: &Report) -> String {
     let p = &r.plan;
+    let name = |v: serde_json::Result<serde_json::Value>| -> String {
+        v.ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
     let title = format!(
-        "{:?} {:?} {:?}: {} subscribers, {} channels, p50 {} µs, p99 {} µs, {:.0} deliveries/s",
-        p.target,
-        p.transport,
-        p.mode,
+        "{} {} {}: {} subscribers, {} channels, p50 {} µs, p99 {} µs, {:.0} deliveries/s",
+        name(serde_json::to_value(p.target)),
+        name(serde_json::to_value(p.transport)),
+        name(serde_json::to_value(p.mode)),
         p.subscribers,
         p.channels,
         r.latency_us.p50,
@@ -425,6 +437,7 @@ mod tests {
         assert!(svg.contains("a &lt;test&gt; &amp; more"));
         // p50, p99, two runs of max, deliveries/s, publishes/s; no server panel.
         assert_eq!(svg.matches("<polyline").count(), 6);
+        assert_eq!(svg.matches("<circle").count(), 0);
         assert!(!svg.contains("server CPU"));
         points[0].server_rss_kb = Some(2048);
         points[1].server_rss_kb = Some(4096);
@@ -432,8 +445,9 @@ mod tests {
         points[4].polls = 3;
         let svg = render("t", &points);
         assert!(svg.contains("server CPU %") && svg.contains("polls/s"));
-        // + polls/s, + CPU (one point), + RSS (one run of two points).
-        assert_eq!(svg.matches("<polyline").count(), 9);
+        // + polls/s, + RSS (one run of two points); CPU has a single point: a dot.
+        assert_eq!(svg.matches("<polyline").count(), 8);
+        assert_eq!(svg.matches("<circle").count(), 1);
         let empty = render("nothing", &[]);
         assert!(empty.contains("nothing") && !empty.contains("<polyline"));
     }

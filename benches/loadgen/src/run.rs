@@ -435,11 +435,15 @@ fn assemble(
             s.pids = plan.server_pids.clone();
             s.with_load(samples.at_publish, ready, deliveries)
         }),
-        series: series.points(
-            series.index(end).saturating_add(1),
-            samples.before,
-            &samples.series,
-        ),
+        series: {
+            // The sample after the drain stands for the end of the last, partial interval.
+            let elapsed = end.saturating_duration_since(start);
+            let mut server = samples.series;
+            if server.len() + 1 == series.intervals(elapsed) {
+                server.push(samples.after);
+            }
+            series.points(elapsed, samples.before, &server)
+        },
     };
     report.ok = report.verdict();
     report

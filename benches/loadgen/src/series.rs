@@ -105,19 +105,32 @@ impl SeriesRec {
         }
     }
 
-    /// The points of intervals `0..upto` (the intervals the run lasted into), with the server
-    /// samples `samples[k]` taken at the end of interval `k` and `base` at the start.
+    /// Number of intervals a run of `elapsed` lasted into (the last one may be partial).
+    pub fn intervals(&self, elapsed: Duration) -> usize {
+        let n = elapsed.as_nanos().div_ceil(self.interval.as_nanos());
+        usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(DEFAULT_MAX_SERIES_POINTS)
+    }
+
+    /// The points of a run that lasted `elapsed`, with the server samples `samples[k]` taken at
+    /// the end of interval `k` and `base` at the start. The last interval ends at `elapsed`, so
+    /// its rates are over the part of it the run lasted.
     pub fn points(
         &self,
-        upto: usize,
+        elapsed: Duration,
         base: Option<ProcSample>,
         samples: &[Option<ProcSample>],
     ) -> Vec<SeriesPoint> {
-        let secs = self.interval.as_secs_f64();
+        let step = self.interval.as_secs_f64();
+        let total = elapsed.as_secs_f64();
         let empty = Bucket::default();
         let mut prev = base;
-        (0..upto.min(DEFAULT_MAX_SERIES_POINTS))
+        (0..self.intervals(elapsed))
             .map(|k| {
+                let begin = step * k as f64;
+                let end = (begin + step).min(total);
+                let secs = (end - begin).max(1e-9);
                 let b = self.buckets.get(k).unwrap_or(&empty);
                 let sample = samples.get(k).copied().flatten();
                 let cpu = match (prev, sample) {
@@ -130,7 +143,7 @@ impl SeriesRec {
                 let l = &b.latency;
                 let q = |x: f64| (!l.is_empty()).then(|| l.value_at_quantile(x));
                 SeriesPoint {
-                    t: secs * (k + 1) as f64,
+                    t: end,
                     ready: b.ready,
                     deliveries: b.deliveries,
                     deliveries_per_sec: b.deliveries as f64 / secs,
@@ -210,8 +223,12 @@ mod tests {
             utime_ticks: 15,
             ..ProcSample::default()
         };
-        let p = a.points(4, Some(base), &[Some(s1), None]);
+        let p = a.points(ms(350), Some(base), &[Some(s1), None]);
         assert_eq!(p.len(), 4);
+        assert_eq!(a.intervals(ms(300)), 3);
+        assert_eq!(a.intervals(Duration::ZERO), 0);
+        // The last interval lasted 50 ms: its rates are per those 50 ms.
+        assert!((p[3].t - 0.35).abs() < 1e-9);
         assert_eq!((p[0].deliveries, p[0].publishes), (3, 2));
         assert!((p[0].deliveries_per_sec - 30.0).abs() < 1e-9);
         assert!((p[0].t - 0.1).abs() < 1e-9);

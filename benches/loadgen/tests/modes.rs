@@ -236,7 +236,14 @@ fn command_line_writes_result_and_plot() {
         .args(["--sub-addr", &server.sub.to_string()])
         .args(["--pub-addr", &server.publ.to_string()])
         .args(["--subscribers", "6", "--channels", "2", "--messages", "20"])
-        .args(["--timeout", "20", "--settle-ms", "300"])
+        .args([
+            "--timeout",
+            "20",
+            "--settle-ms",
+            "300",
+            "--series-ms",
+            "100",
+        ])
         .arg("--out")
         .arg(&out)
         .arg("--plot")
