@@ -218,6 +218,31 @@ impl ServerStats {
     }
 }
 
+/// The load generator's own CPU use: when it is near a core per thread, the generator and not the
+/// server may be what limits the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GeneratorStats {
+    /// CPU seconds of this process from the first publish to the end of the drain.
+    pub publish_cpu_seconds: f64,
+    /// `publish_cpu_seconds` per delivery, µs.
+    pub cpu_us_per_delivery: Option<f64>,
+}
+
+impl GeneratorStats {
+    /// From this process's samples at publish start and after the drain.
+    pub fn new(own: (Option<ProcSample>, Option<ProcSample>), deliveries: u64) -> Self {
+        let publish_cpu_seconds = match own {
+            (Some(a), Some(b)) => b.cpu_seconds() - a.cpu_seconds(),
+            _ => 0.0,
+        };
+        Self {
+            publish_cpu_seconds,
+            cpu_us_per_delivery: (deliveries > 0 && own.0.is_some())
+                .then(|| publish_cpu_seconds * 1e6 / deliveries as f64),
+        }
+    }
+}
+
 /// The whole result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -245,6 +270,8 @@ pub struct Report {
     pub last_delivery_us: Percentiles,
     /// Server samples when `--server-pid` was given.
     pub server: Option<ServerStats>,
+    /// The load generator's own CPU use.
+    pub generator: GeneratorStats,
     /// What happened in each interval (`--series-ms`).
     pub series: Vec<SeriesPoint>,
 }
@@ -313,6 +340,9 @@ impl Report {
                 s.push_str(&format!(" cpu/delivery={c:.2}us"));
             }
         }
+        if let Some(c) = self.generator.cpu_us_per_delivery {
+            s.push_str(&format!(" gen_cpu/delivery={c:.2}us"));
+        }
         s.push_str(&format!(
             " outcome={} {}",
             serde_json::to_value(self.outcome)
@@ -370,6 +400,13 @@ mod tests {
         assert!((s.publish_cpu_seconds - 0.8).abs() < 1e-9);
         assert!((s.cpu_us_per_delivery.expect("cpu") - 2.0).abs() < 1e-9);
         assert!((s.rss_bytes_per_subscriber.expect("rss") + 2048.0).abs() < 1e-9);
+        let g = GeneratorStats::new((Some(b), Some(a)), 1_000_000);
+        assert!((g.publish_cpu_seconds - 1.0).abs() < 1e-9);
+        assert!((g.cpu_us_per_delivery.expect("cpu") - 1.0).abs() < 1e-9);
+        assert_eq!(
+            GeneratorStats::new((None, Some(a)), 5).cpu_us_per_delivery,
+            None
+        );
         let none = ServerStats::new(1, None, Some(a)).with_load(None, 5, 5);
         assert_eq!(
             (none.cpu_us_per_delivery, none.rss_bytes_per_subscriber),

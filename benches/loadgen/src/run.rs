@@ -9,11 +9,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigError, Mode, Plan};
-use crate::procstat::{ProcSample, open_files_limit, sample_all};
+use crate::procstat::{ProcSample, open_files_limit, sample, sample_all};
 use crate::publisher::{PublisherReport, run_publisher};
 use crate::rate::{Rate, RateGate};
 use crate::report::{
-    ConnectStats, DeliveryStats, Outcome, Percentiles, PublishStats, Report, ServerStats,
+    ConnectStats, DeliveryStats, GeneratorStats, Outcome, Percentiles, PublishStats, Report,
+    ServerStats,
 };
 use crate::series::SeriesRec;
 use crate::shared::{Phase, Shared, new_histogram};
@@ -173,6 +174,7 @@ pub fn run(plan: Plan) -> Result<Report, RunError> {
     let mut pub_reports: Vec<PublisherReport> = Vec::new();
     let mut pub_start = Instant::now();
     let mut at_publish = None;
+    let mut own_at_publish = None;
     if outcome == Outcome::Complete {
         let settle_end = (Instant::now() + Duration::from_millis(plan.settle_ms)).min(deadline);
         wait_for(settle_end, || false);
@@ -184,6 +186,7 @@ pub fn run(plan: Plan) -> Result<Report, RunError> {
             }
             Mode::Delivery => {
                 at_publish = sample_all(&plan.server_pids);
+                own_at_publish = sample(std::process::id());
                 shared.set_phase(Phase::Publishing);
                 pub_start = Instant::now();
                 let gate = Arc::new(RateGate::new(Rate::from_per_sec(plan.rate), pub_start));
@@ -236,6 +239,7 @@ pub fn run(plan: Plan) -> Result<Report, RunError> {
     }
 
     let after = sample_all(&plan.server_pids);
+    let own_after = sample(std::process::id());
     let worker_reports = stop_and_join(&shared, workers)?;
     let samples = match sampler {
         Some(h) => h.join().map_err(|_| RunError::Panicked("sampler"))?,
@@ -260,6 +264,7 @@ pub fn run(plan: Plan) -> Result<Report, RunError> {
             at_publish,
             after,
             series: samples,
+            own: (own_at_publish, own_after),
         },
     ))
 }
@@ -278,6 +283,8 @@ struct Samples {
     at_publish: Option<ProcSample>,
     after: Option<ProcSample>,
     series: Vec<Option<ProcSample>>,
+    /// This process when publishing started and after the drain.
+    own: (Option<ProcSample>, Option<ProcSample>),
 }
 
 /// Publish → last arrival of every accepted message that every ready subscriber of its channel
@@ -430,6 +437,7 @@ fn assemble(
         delivery: d,
         latency_us: Percentiles::of(&latency),
         last_delivery_us: Percentiles::of(&last_hist),
+        generator: GeneratorStats::new(samples.own, deliveries),
         server: plan.server_pid.map(|pid| {
             let mut s = ServerStats::new(pid, samples.before, samples.after);
             s.pids = plan.server_pids.clone();
