@@ -532,8 +532,8 @@ def main():
     ap.add_argument("--workers", type=int, default=1,
                     help="pushpull --threads and nginx worker_processes (default 1: the "
                          "generator gets the other core of a 2-core machine)")
-    ap.add_argument("--out", type=Path, help="result folder (default benches/results/<date>, "
-                    "with --quick a temporary folder)")
+    ap.add_argument("--out", type=Path, help="result folder (default benches/results/<date>; "
+                    "with --quick a temporary folder, removed after a run without failures)")
     ap.add_argument("--plot", action="store_true", help="an SVG chart beside every result")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--no-install", action="store_true", help="never run apt-get")
@@ -561,6 +561,7 @@ def main():
         ensure_nchan(not opts.no_install)
 
     stamp = datetime.datetime.now().strftime("%Y-%m-%d")
+    scratch = opts.quick and not opts.out
     if opts.out:
         outdir = opts.out
     elif opts.quick:
@@ -618,6 +619,10 @@ def main():
         print("\nFAILED runs:")
         for f in failures:
             print("  " + f)
+    if scratch and not failures:
+        shutil.rmtree(outdir, ignore_errors=True)
+        print(f"\n{len(results)} runs in {summary['seconds']} s, all OK (smoke results removed)")
+        return 0
     print(f"\n{len(results)} runs in {summary['seconds']} s; results in {outdir}")
     return 1 if failures else 0
 
