@@ -222,7 +222,8 @@ class Nchan:
             (self.prefix / d).mkdir()
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         conf = (NCHAN_CONF.read_text().replace("@PORT@", str(self.port))
-                .replace("@WORKERS@", str(workers)).replace("@NOFILE@", str(nofile)))
+                .replace("@WORKERS@", str(workers)).replace("@NOFILE@", str(nofile))
+                .replace("@CONNECTIONS@", str(2 * nofile)))
         (self.prefix / "conf" / "nginx.conf").write_text(conf)
         self.logdir = logdir
         self.proc = PROCS.start(
@@ -430,10 +431,12 @@ def fmt(v, unit):
     return f"{v:.2f} {unit}"
 
 
-def summarize(results, targets):
+def summarize(results, targets, scenarios):
     """Rows of (scenario, label, unit, {target: (median, lo, hi, n)}, ratio, target text, met)."""
     rows = []
     for scen, key, label, unit, higher, target in METRICS:
+        if scen not in scenarios:
+            continue
         cell = {}
         for t in targets:
             vals = [r["metrics"][key] for r in results
@@ -602,7 +605,7 @@ def main():
     finally:
         PROCS.stop_all()
 
-    rows = summarize(results, targets)
+    rows = summarize(results, targets, scenarios)
     text, md = render(rows, targets, False), render(rows, targets, True)
     summary = {
         "date": stamp, "quick": opts.quick, "rounds": opts.rounds, "workers": opts.workers,

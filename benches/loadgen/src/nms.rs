@@ -77,8 +77,18 @@ pub fn split_next(
     }
 }
 
+/// First position of `needle` (non-empty) in `hay`: scan for its first byte, then compare.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, _) = needle.split_first()?;
+    let mut at = 0;
+    while let Some(p) = hay.get(at..)?.iter().position(|&b| b == first) {
+        let i = at + p;
+        if hay[i..].starts_with(needle) {
+            return Some(i);
+        }
+        at = i + 1;
+    }
+    None
 }
 
 /// One of the load generator's messages as a subscriber received it.
@@ -261,6 +271,15 @@ mod tests {
         let d =
             decode_unit(br#"{"text":{"params":{"seq":5,"ch":2,"ts":9,"pad":"xx"}}}"#).expect("ok");
         assert_eq!((d.seq, d.ch, d.ts_us, d.mid), (5, 2, 9, None));
+    }
+
+    #[test]
+    fn finds_markers() {
+        assert_eq!(find(b"ab#!NGINXNME!#", END_MARKER), Some(2));
+        assert_eq!(find(b"#x#!NGINXNME#!NGINXNME!#", END_MARKER), Some(12));
+        assert_eq!(find(b"#!NGINXNME!", END_MARKER), None);
+        assert_eq!(find(b"", END_MARKER), None);
+        assert_eq!(find(b"abc", b""), None);
     }
 
     #[test]
