@@ -195,8 +195,12 @@ fn panel(
             );
         }
     }
-    for i in 0..=4 {
-        let v = t_max * f64::from(i) / 4.0;
+    let step = nice_ceiling(t_max / 5.0);
+    for i in 0..=10u32 {
+        let v = step * f64::from(i);
+        if v > t_max * (1.0 + 1e-9) {
+            break;
+        }
         let _ = writeln!(
             svg,
             r#"<text x="{:.1}" y="{}" text-anchor="middle">{} s</text>"#,
@@ -285,7 +289,7 @@ pub fn render(title: &str, points: &[SeriesPoint]) -> String {
     );
     let _ = writeln!(
         svg,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="15" font-weight="bold">{}</text>"#,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="13" font-weight="bold">{}</text>"#,
         MARGIN.0,
         escape(title)
     );
@@ -383,7 +387,7 @@ pub fn render_report(r: &Report) -> String {
             .unwrap_or_default()
     };
     let title = format!(
-        "{} {} {}: {} subscribers, {} channels, p50 {} µs, p99 {} µs, {:.0} deliveries/s",
+        "{} {} {}: {} subscribers, {} channels; latency p50 {} µs, p99 {} µs; {:.0}/s",
         name(serde_json::to_value(p.target)),
         name(serde_json::to_value(p.transport)),
         name(serde_json::to_value(p.mode)),
