@@ -175,7 +175,11 @@ def sample(pids):
     """Summed VmRSS and RssAnon (kB) of `pids`, as the generator samples them."""
     rss = anon = 0
     for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError as e:
+            raise Failure(f"server process {pid} is gone ({e})") from e
+        for line in text.splitlines():
             parts = line.split()
             if parts[:1] == ["VmRSS:"]:
                 rss += int(parts[1])
@@ -330,13 +334,20 @@ class Bench:
             for _, _, r in running:
                 ready_total += json.loads(r.read_text())["ready"]
         else:
-            rss = anon = base_rss
+            rss, anon = base_rss, base_anon
             problems.append("not every generator got its subscribers connected")
-        for p, out, _ in running:
-            rc, rep = self.finish(p, out, timeout)
-            if rc != 0:
-                problems.append(f"{out.name}: exit {rc}, {rep['connect']['failures']} connect "
-                                f"failures, {rep['connect']['disconnects']} disconnects")
+        try:
+            for p, out, _ in running:
+                rc, rep = self.finish(p, out, timeout)
+                if rc != 0:
+                    problems.append(f"{out.name}: exit {rc}, {rep['connect']['failures']} "
+                                    f"connect failures, {rep['connect']['disconnects']} "
+                                    "disconnects")
+        finally:
+            # A generator that could not be read is not left running against the next server.
+            for p, _, _ in running:
+                if p in PROCS.procs:
+                    PROCS.stop(p)
         if ready_total < n:
             problems.append(f"{ready_total} of {n} subscribers connected")
         per_sub = (rss - base_rss) * 1024 / ready_total if ready_total else None
@@ -615,6 +626,8 @@ def main():
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (outdir / "summary.md").write_text(md + "\n")
     print()
+    if opts.quick:
+        print("Quick sizes: a smoke check of the tools, not figures to hold against the targets.\n")
     print(text)
     print()
     print(md)
