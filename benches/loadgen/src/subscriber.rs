@@ -4,7 +4,10 @@
 //! subscriber sends `GET …&mid=` (nchan: with `If-Modified-Since`/`If-None-Match`; ready once the
 //! first request is written), reads the answer and polls again at once on the same connection (or a
 //! new one when the server closes). Payloads are decoded by [`crate::deliver`] according to the
-//! run's framing; every delivery goes into the subscriber's [`SubTally`].
+//! run's framing; every delivery goes into the subscriber's [`SubTally`]. The long-poll half is
+//! in `subscriber/longpoll.rs`.
+
+mod longpoll;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -16,11 +19,10 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::{Framing, Plan, Target, Transport};
+use crate::config::{Framing, Plan, Transport};
 use crate::deliver::{DeliveryCtx, Receiver, take_units, take_whole, widen};
 use crate::http::{
-    BodyDecoder, BodyProgress, DEFAULT_MAX_HEAD_BYTES, Persistence, Resume, parse_response_head,
-    poll_request,
+    BodyDecoder, DEFAULT_MAX_HEAD_BYTES, Persistence, Resume, parse_response_head, poll_request,
 };
 use crate::net::{connected, flush, open_socket, unix_micros};
 use crate::series::SeriesRec;
@@ -557,122 +559,6 @@ impl Worker {
             Some(reason) => Flow::Fail(reason),
             None => Flow::Continue,
         }
-    }
-
-    fn lp_process(&mut self, i: usize, d: &DeliveryCtx) -> Flow {
-        let nchan = self.plan.target == Target::Nchan;
-        loop {
-            let sub = &mut self.subs[i];
-            match &mut sub.state {
-                State::PollHead => match parse_response_head(&sub.inbuf, DEFAULT_MAX_HEAD_BYTES) {
-                    Err(e) => return Flow::Fail(format!("poll: {}", e.reason())),
-                    Ok(None) => return Flow::Continue,
-                    Ok(Some((n, head))) => {
-                        sub.inbuf.drain(..n);
-                        self.st.polls += 1;
-                        match head.status {
-                            200 => {
-                                self.st.data_polls += 1;
-                                if let Some(b) = self.st.series.at(d.now) {
-                                    b.polls += 1;
-                                }
-                                if nchan {
-                                    sub.resume.last_modified = head.last_modified;
-                                    sub.resume.etag = head.etag;
-                                }
-                            }
-                            304 => {
-                                if let Some(m) = head.last_message_id {
-                                    sub.resume.mid = Some(m);
-                                }
-                            }
-                            // nchan ends a long-poll that timed out with 408; poll again.
-                            408 if nchan => {}
-                            status => return Flow::Fail(format!("poll status {status}")),
-                        }
-                        sub.keep = head.persistence;
-                        sub.state = State::PollBody(BodyDecoder::new(head.framing));
-                    }
-                },
-                State::PollBody(dec) => {
-                    let (n, progress) = match dec.feed(&sub.inbuf, &mut sub.carry) {
-                        Ok(x) => x,
-                        Err(e) => return Flow::Fail(format!("poll body: {}", e.reason())),
-                    };
-                    sub.inbuf.drain(..n);
-                    self.body_units(i, progress == BodyProgress::Done, d);
-                    if progress == BodyProgress::More {
-                        return Flow::Continue;
-                    }
-                    if let flow @ Flow::Reconnect = self.finish_poll(i) {
-                        return flow;
-                    }
-                }
-                _ => return Flow::Continue,
-            }
-        }
-    }
-
-    /// Records what a long-poll body holds so far: whole units of a unit stream as they arrive,
-    /// a per-message framing once the body is `complete`.
-    fn body_units(&mut self, i: usize, complete: bool, d: &DeliveryCtx) {
-        let sub = &mut self.subs[i];
-        let mut rx = Receiver {
-            tally: &mut sub.tally,
-            resume: &mut sub.resume,
-        };
-        let result = match self.framing {
-            Framing::Nms => take_units(&mut sub.carry, &mut rx, &mut self.st, d),
-            _ if !complete || sub.carry.is_empty() => return,
-            framing => {
-                let r = take_whole(framing, &sub.carry, &mut rx, &mut self.st, d);
-                sub.carry.clear();
-                r
-            }
-        };
-        if result.is_err() {
-            self.st.protocol_errors += 1;
-            sub.carry.clear();
-        }
-    }
-
-    /// A long-poll response is complete: poll again on this connection or on a new one.
-    fn finish_poll(&mut self, i: usize) -> Flow {
-        let req = self.poll_req(i);
-        let sub = &mut self.subs[i];
-        if !sub.carry.is_empty() {
-            self.st.protocol_errors += 1;
-            sub.carry.clear();
-        }
-        sub.retries = 0;
-        match sub.keep {
-            Persistence::KeepAlive => {
-                sub.out.extend(req);
-                sub.state = State::PollHead;
-                Flow::Continue
-            }
-            Persistence::Close => Flow::Reconnect,
-        }
-    }
-
-    fn on_eof(&mut self, i: usize, now: Instant) {
-        let sub = &mut self.subs[i];
-        if let State::PollBody(dec) = &mut sub.state
-            && dec.finish_on_eof().is_ok()
-        {
-            let d = DeliveryCtx {
-                channels: self.plan.channels,
-                max_issued: self.shared.max_issued(),
-                now,
-                now_us: unix_micros(),
-            };
-            self.body_units(i, true, &d);
-            self.subs[i].keep = Persistence::Close;
-            let _ = self.finish_poll(i);
-            self.connect(i, now);
-            return;
-        }
-        self.lose(i, "closed by server".to_owned(), now);
     }
 
     fn mark_ready(&mut self, i: usize, now: Instant) {
