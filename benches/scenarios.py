@@ -54,6 +54,10 @@ DEFAULT_START_TIMEOUT = 15.0
 DEFAULT_STOP_TIMEOUT = 10.0
 # Total connections per second of all generator processes of a run.
 DEFAULT_CONNECT_RATE = 5_000
+# Publish requests in flight per publisher connection in the delivery scenarios (HTTP/1.1
+# pipelining): a fixed rate holds while answers are slow, and "as fast as accepted" keeps the
+# server busy instead of waiting for each answer. The publish-API scenario does not pipeline.
+DEFAULT_PIPELINE = 16
 
 # Scenario sizes: full (the numbers) and quick (a smoke run of seconds).
 SIZES = {
@@ -376,7 +380,8 @@ class Bench:
         rep, problems = self.delivery(server, rdir, "fanout", [
             "--subscribers", str(s["fanout_subs"]), "--channels", str(s["fanout_channels"]),
             "--messages", str(s["fanout_messages"]), "--payload-bytes", "200",
-            "--publishers", "4", "--drain-timeout", "30"], 180)
+            "--publishers", "4", "--pipeline", str(DEFAULT_PIPELINE), "--drain-timeout", "30"],
+            180)
         m = {"deliveries_per_sec": rep["delivery"]["rate_per_sec"],
              "cpu_us_per_delivery": (rep.get("server") or {}).get("cpu_us_per_delivery")}
         m.update(self.latency(rep))
@@ -387,7 +392,7 @@ class Bench:
         rep, problems = self.delivery(server, rdir, "broadcast", [
             "--subscribers", str(s["broadcast_subs"]), "--channels", "1", "--rate", "10",
             "--duration", str(s["broadcast_secs"]), "--payload-bytes", "200",
-            "--publishers", "1"], 120)
+            "--publishers", "1", "--pipeline", str(DEFAULT_PIPELINE)], 120)
         m = self.latency(rep, "last_")
         m["complete_messages"] = rep["delivery"]["complete_messages"]
         return m, problems
@@ -397,7 +402,8 @@ class Bench:
         rep, problems = self.delivery(server, rdir, "steady", [
             "--subscribers", str(s["steady_subs"]), "--channels", str(s["steady_channels"]),
             "--rate", str(s["steady_rate"]), "--duration", str(s["steady_secs"]),
-            "--payload-bytes", "200", "--publishers", "4"], 120)
+            "--payload-bytes", "200", "--publishers", "4", "--pipeline", str(DEFAULT_PIPELINE)],
+            120)
         return self.latency(rep), problems
 
     def longpoll(self, server, rdir):
@@ -406,7 +412,7 @@ class Bench:
             "--transport", "longpoll", "--subscribers", str(s["lp_subs"]),
             "--channels", str(s["lp_channels"]), "--rate", str(s["lp_rate"]),
             "--duration", str(s["lp_secs"]), "--payload-bytes", "200", "--publishers", "4",
-            "--drain-timeout", str(s["lp_drain"])], 180)
+            "--pipeline", str(DEFAULT_PIPELINE), "--drain-timeout", str(s["lp_drain"])], 180)
         # Rates while publishing went on: the intervals with publishes, without the first and
         # the last (partial) one.
         busy = [p for p in rep["series"] if p["publishes"] > 0][1:-1]

@@ -39,6 +39,12 @@ pub const DEFAULT_MAX_THREADS: usize = 256;
 /// and coarse enough that every interval holds thousands of deliveries.
 pub const DEFAULT_SERIES_MS: u64 = 1000;
 
+/// Most publish requests in flight on one publisher connection (`--pipeline`).
+///
+/// Enough to hold 10 publishes per second on one channel against answers that take a second;
+/// deeper pipelines only queue requests in the server's socket buffer.
+pub const DEFAULT_MAX_PIPELINE: usize = 64;
+
 /// Most server processes sampled (`--server-pid`): an nginx master and its workers fit easily.
 pub const DEFAULT_MAX_SERVER_PIDS: usize = 64;
 
@@ -158,6 +164,10 @@ pub struct Args {
     /// Keep-alive publisher connections (each owns channels c % K).
     #[arg(long, default_value_t = 4)]
     pub publishers: usize,
+    /// Publish requests in flight per publisher connection (HTTP/1.1 pipelining), so that a fixed
+    /// `--rate` holds while answers are slow.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
     /// `Message-Expiry` header value, seconds.
     #[arg(long, default_value_t = 0)]
     pub expiry: u32,
@@ -249,6 +259,8 @@ pub struct Plan {
     pub rate: u64,
     /// Publisher connections (at most one per channel).
     pub publishers: usize,
+    /// Requests in flight per publisher connection.
+    pub pipeline: usize,
     /// `Message-Expiry`.
     pub expiry: u32,
     /// Body size.
@@ -295,6 +307,9 @@ pub enum ConfigError {
     /// Options that do not go together.
     #[error("{0}")]
     Conflict(&'static str),
+    /// A count above its bound.
+    #[error("--{0} is at most {1}")]
+    TooLarge(&'static str, usize),
     /// `--source-range` unreadable.
     #[error("--source-range: {0}")]
     BadRange(String),
@@ -334,6 +349,7 @@ impl Plan {
             (args.publishers as u64, "publishers"),
             (args.max_pending as u64, "max-pending"),
             (args.series_ms, "series-ms"),
+            (args.pipeline as u64, "pipeline"),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
@@ -356,6 +372,9 @@ impl Plan {
             return Err(ConfigError::Conflict(
                 "--format binary is pushpull's protobuf mode; nchan has no such format",
             ));
+        }
+        if args.pipeline > DEFAULT_MAX_PIPELINE {
+            return Err(ConfigError::TooLarge("pipeline", DEFAULT_MAX_PIPELINE));
         }
         if args.server_pid.len() > DEFAULT_MAX_SERVER_PIDS {
             return Err(ConfigError::Conflict("too many --server-pid values"));
@@ -395,6 +414,7 @@ impl Plan {
             amount,
             rate: args.rate,
             publishers,
+            pipeline: args.pipeline,
             expiry: args.expiry,
             payload_bytes: args.payload_bytes,
             timeout_secs: seconds(args.timeout, "timeout")?,
@@ -609,6 +629,14 @@ mod tests {
         assert!(Plan::from_args(args(&["--subscribers", "0", "--mode", "connect"]), 0).is_err());
         assert!(Plan::from_args(args(&["--subscribers", "0"]), 0).is_ok());
         assert!(Plan::from_args(args(&["--series-ms", "0"]), 0).is_err());
+        assert!(Plan::from_args(args(&["--pipeline", "0"]), 0).is_err());
+        assert!(Plan::from_args(args(&["--pipeline", "65"]), 0).is_err());
+        assert_eq!(
+            Plan::from_args(args(&["--pipeline", "8"]), 0)
+                .expect("ok")
+                .pipeline,
+            8
+        );
         assert!(Plan::from_args(args(&["--timeout=-1"]), 0).is_err());
         let big = Plan::from_args(args(&["--subscribers", "19990"]), 0).expect("ok");
         assert!(matches!(

@@ -5,6 +5,8 @@
 mod fake;
 
 use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use fake::{Options, run_against, start};
 use pushpull_loadgen::plot::render_report;
@@ -141,6 +143,39 @@ fn nchan_loss_and_duplicates_are_detected() {
     assert_eq!((r.delivery.lost, r.delivery.duplicates), (2, 4));
     // Seq 0 never reached channel 0: only the other 4 messages of channel 0 are complete.
     assert_eq!(r.delivery.complete_messages, 9);
+}
+
+#[test]
+fn pipelining_holds_the_rate_through_a_slow_answer() {
+    let hold = Duration::from_millis(400);
+    for (depth, want_waiting) in [("1", 0..=0), ("8", 4..=7)] {
+        let server = start(Options {
+            hold_first_publish: hold,
+            ..Options::default()
+        });
+        let r = run_against(
+            &server,
+            &[
+                "--subscribers",
+                "4",
+                "--channels",
+                "1",
+                "--messages",
+                "40",
+                "--rate",
+                "50",
+                "--pipeline",
+                depth,
+            ],
+        );
+        assert!(r.ok, "{}", r.summary_line());
+        assert_eq!((r.publish.accepted, r.delivery.out_of_order), (40, 0));
+        // While the first answer was held, a pipelining publisher kept sending at the rate
+        // (8 in flight: 7 behind the first); a non-pipelining one waited.
+        let waiting = server.fake.pipelined.load(Ordering::SeqCst);
+        assert!(want_waiting.contains(&waiting), "depth {depth}: {waiting}");
+        assert!(r.publish.ack_latency_us.max >= hold.as_micros() as u64);
+    }
 }
 
 #[test]

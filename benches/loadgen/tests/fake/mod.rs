@@ -28,6 +28,8 @@ pub struct Options {
     pub duplicate_first: bool,
     /// Never send seq 0 to WebSocket subscribers.
     pub drop_seq0: bool,
+    /// Hold the answer to the very first publish this long.
+    pub hold_first_publish: Duration,
 }
 
 #[derive(Default)]
@@ -42,6 +44,9 @@ pub struct Fake {
     cv: Condvar,
     stop: AtomicBool,
     pub masked_pongs: AtomicU64,
+    /// Publish requests already waiting behind the held first one when it was answered.
+    pub pipelined: AtomicU64,
+    held: AtomicBool,
     pub polls: AtomicU64,
     pub peers: Mutex<BTreeSet<IpAddr>>,
 }
@@ -315,6 +320,18 @@ impl Fake {
                 store.log.entry(ch).or_default().push((id, body));
             }
             self.cv.notify_all();
+            if !self.opts.hold_first_publish.is_zero() && !self.held.swap(true, Ordering::SeqCst) {
+                std::thread::sleep(self.opts.hold_first_publish);
+                // Count the requests the client pipelined meanwhile.
+                let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+                let mut chunk = [0u8; 65536];
+                while let Ok(n @ 1..) = s.read(&mut chunk) {
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let _ = s.set_read_timeout(None);
+                let waiting = buf.windows(5).filter(|w| w == b"POST ").count();
+                self.pipelined.store(waiting as u64, Ordering::SeqCst);
+            }
             let answer: &[u8] = if nchan {
                 b"HTTP/1.1 201 Created\r\nContent-Length: 20\r\n\r\nqueued messages: 1\r\n"
             } else {
@@ -408,6 +425,8 @@ pub fn start(opts: Options) -> FakeServer {
         cv: Condvar::new(),
         stop: AtomicBool::new(false),
         masked_pongs: AtomicU64::new(0),
+        pipelined: AtomicU64::new(0),
+        held: AtomicBool::new(false),
         polls: AtomicU64::new(0),
         peers: Mutex::new(BTreeSet::new()),
     });
