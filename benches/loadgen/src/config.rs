@@ -33,6 +33,21 @@ pub const DEFAULT_FD_RESERVE: u64 = 64;
 /// Most client threads; more than this only adds contention on a small machine.
 pub const DEFAULT_MAX_THREADS: usize = 256;
 
+/// Default length of one time-series interval, milliseconds.
+///
+/// One point per second is fine enough to see a backlog build up during a run of tens of seconds
+/// and coarse enough that every interval holds thousands of deliveries.
+pub const DEFAULT_SERIES_MS: u64 = 1000;
+
+/// Most publish requests in flight on one publisher connection (`--pipeline`).
+///
+/// Enough to hold 10 publishes per second on one channel against answers that take a second;
+/// deeper pipelines only queue requests in the server's socket buffer.
+pub const DEFAULT_MAX_PIPELINE: usize = 64;
+
+/// Most server processes sampled (`--server-pid`): an nginx master and its workers fit easily.
+pub const DEFAULT_MAX_SERVER_PIDS: usize = 64;
+
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +56,39 @@ pub enum Mode {
     Delivery,
     /// Connect subscribers and hold them for `--hold` seconds (connection capacity and memory).
     Connect,
+}
+
+/// Which kind of server is measured: it decides the URLs, the publish answer and the framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// pushpull or another Bitrix push server: `CHANNEL_ID=…`, `200` on publish,
+    /// `#!NGINXNMS!#` units (or protobuf batches with `--format binary`), `mid` to resume.
+    Pushpull,
+    /// nginx with nchan: `id=…`, `201`/`202` on publish, the raw body per WebSocket frame or
+    /// long-poll answer, `Last-Modified`/`Etag` to resume.
+    Nchan,
+}
+
+/// How a pushpull subscriber asks for its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `#!NGINXNMS!#{json}#!NGINXNME!#` units in text frames / bodies.
+    Text,
+    /// `binaryMode=true`: protobuf `ResponseBatch` in binary frames / octet-stream bodies.
+    Binary,
+}
+
+/// How a delivered payload holds messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A stream of `#!NGINXNMS!#…#!NGINXNME!#` units (units may span frames).
+    Nms,
+    /// One protobuf `ResponseBatch` per WebSocket message or long-poll body.
+    Protobuf,
+    /// One raw published body per WebSocket message or long-poll body (nchan).
+    Plain,
 }
 
 /// How subscribers listen.
@@ -64,6 +112,12 @@ pub struct Args {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Delivery)]
     pub mode: Mode,
+    /// Kind of server (URLs, publish answer, framing, resume).
+    #[arg(long, value_enum, default_value_t = Target::Pushpull)]
+    pub target: Target,
+    /// Message format of pushpull subscribers.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
     /// Subscriber address of the server.
     #[arg(long, default_value = "127.0.0.1:8010")]
     pub sub_addr: SocketAddr,
@@ -73,13 +127,14 @@ pub struct Args {
     /// Subscriber transport.
     #[arg(long, value_enum, default_value_t = Transport::Ws)]
     pub transport: Transport,
-    /// Subscribe path (default `/bitrix/subws/` for ws, `/bitrix/sub/` for longpoll).
+    /// Subscribe path (pushpull: `/bitrix/subws/` for ws, `/bitrix/sub/` for longpoll; nchan:
+    /// `/sub`).
     #[arg(long)]
     pub sub_path: Option<String>,
-    /// Publish path.
-    #[arg(long, default_value = "/bitrix/pub/")]
-    pub pub_path: String,
-    /// Number of subscribers.
+    /// Publish path (pushpull: `/bitrix/pub/`; nchan: `/pub`).
+    #[arg(long)]
+    pub pub_path: Option<String>,
+    /// Number of subscribers (0 in delivery mode: publish only).
     #[arg(long, default_value_t = 100)]
     pub subscribers: u64,
     /// Number of channels; subscriber j listens on channel j % C.
@@ -109,6 +164,10 @@ pub struct Args {
     /// Keep-alive publisher connections (each owns channels c % K).
     #[arg(long, default_value_t = 4)]
     pub publishers: usize,
+    /// Publish requests in flight per publisher connection (HTTP/1.1 pipelining), so that a fixed
+    /// `--rate` holds while answers are slow.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
     /// `Message-Expiry` header value, seconds.
     #[arg(long, default_value_t = 0)]
     pub expiry: u32,
@@ -133,15 +192,26 @@ pub struct Args {
     /// Signature key: subscribers send `<id>.<hex HMAC-SHA1(key, id)>`.
     #[arg(long, env = "LOADGEN_KEY", hide_env_values = true)]
     pub key: Option<String>,
-    /// Sample RSS and CPU time of this server process before and after.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Sample RSS and CPU time of these server processes (comma separated, e.g. an nginx master
+    /// and its workers; the samples are added up).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Channel i is `format!("{:032x}", i + seed)` (default: random per run, fresh channels).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Most unsubscribed connections in flight per thread.
     #[arg(long, default_value_t = DEFAULT_MAX_PENDING_CONNECTS)]
     pub max_pending: usize,
+    /// Length of one interval of the time series, milliseconds.
+    #[arg(long, default_value_t = DEFAULT_SERIES_MS)]
+    pub series_ms: u64,
+    /// Write an SVG chart of latency and throughput over time here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Write `{"ready":N,"failed":M}` here once every subscriber is ready or failed (lets a
+    /// script that runs several processes know when all of them hold their connections).
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// How much to publish.
@@ -159,6 +229,10 @@ pub enum Amount {
 pub struct Plan {
     /// What to measure.
     pub mode: Mode,
+    /// Kind of server.
+    pub target: Target,
+    /// pushpull message format.
+    pub format: Format,
     /// Subscriber transport.
     pub transport: Transport,
     /// Subscriber address.
@@ -185,6 +259,8 @@ pub struct Plan {
     pub rate: u64,
     /// Publisher connections (at most one per channel).
     pub publishers: usize,
+    /// Requests in flight per publisher connection.
+    pub pipeline: usize,
     /// `Message-Expiry`.
     pub expiry: u32,
     /// Body size.
@@ -201,12 +277,20 @@ pub struct Plan {
     pub seed: u64,
     /// Whether subscribers sign their channel ids.
     pub signed: bool,
-    /// Server process sampled.
+    /// First server process sampled.
     pub server_pid: Option<u32>,
+    /// Every server process sampled.
+    pub server_pids: Vec<u32>,
     /// Pending-connection bound per thread.
     pub max_pending: usize,
+    /// Time-series interval, milliseconds.
+    pub series_ms: u64,
     /// Result file.
     pub out: Option<PathBuf>,
+    /// Chart file.
+    pub plot: Option<PathBuf>,
+    /// Ready file.
+    pub ready_file: Option<PathBuf>,
     #[serde(skip)]
     key: Option<String>,
 }
@@ -220,6 +304,12 @@ pub enum ConfigError {
     /// A duration that must be positive and finite is not.
     #[error("--{0} must be a positive number of seconds")]
     BadSeconds(&'static str),
+    /// Options that do not go together.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A count above its bound.
+    #[error("--{0} is at most {1}")]
+    TooLarge(&'static str, usize),
     /// `--source-range` unreadable.
     #[error("--source-range: {0}")]
     BadRange(String),
@@ -248,12 +338,18 @@ fn seconds(v: f64, name: &'static str) -> Result<f64, ConfigError> {
 impl Plan {
     /// Validates `args`; `default_seed` is used when `--seed` is absent.
     pub fn from_args(args: Args, default_seed: u64) -> Result<Self, ConfigError> {
+        // Publishing without subscribers measures the publish API alone; holding nothing is no run.
+        let min_subscribers = u64::from(args.mode == Mode::Connect);
+        if args.subscribers < min_subscribers {
+            return Err(ConfigError::Zero("subscribers"));
+        }
         for (v, name) in [
-            (args.subscribers, "subscribers"),
             (args.channels, "channels"),
             (args.threads as u64, "threads"),
             (args.publishers as u64, "publishers"),
             (args.max_pending as u64, "max-pending"),
+            (args.series_ms, "series-ms"),
+            (args.pipeline as u64, "pipeline"),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
@@ -272,10 +368,29 @@ impl Plan {
                 "more than {DEFAULT_MAX_SOURCE_ADDRS} addresses"
             )));
         }
+        if args.target == Target::Nchan && args.format == Format::Binary {
+            return Err(ConfigError::Conflict(
+                "--format binary is pushpull's protobuf mode; nchan has no such format",
+            ));
+        }
+        if args.pipeline > DEFAULT_MAX_PIPELINE {
+            return Err(ConfigError::TooLarge("pipeline", DEFAULT_MAX_PIPELINE));
+        }
+        if args.server_pid.len() > DEFAULT_MAX_SERVER_PIDS {
+            return Err(ConfigError::Conflict("too many --server-pid values"));
+        }
         let sub_path = args.sub_path.clone().unwrap_or_else(|| {
-            match args.transport {
-                Transport::Ws => "/bitrix/subws/",
-                Transport::Longpoll => "/bitrix/sub/",
+            match (args.target, args.transport) {
+                (Target::Pushpull, Transport::Ws) => "/bitrix/subws/",
+                (Target::Pushpull, Transport::Longpoll) => "/bitrix/sub/",
+                (Target::Nchan, _) => "/sub",
+            }
+            .to_owned()
+        });
+        let pub_path = args.pub_path.clone().unwrap_or_else(|| {
+            match args.target {
+                Target::Pushpull => "/bitrix/pub/",
+                Target::Nchan => "/pub",
             }
             .to_owned()
         });
@@ -284,11 +399,13 @@ impl Plan {
             .min(args.publishers);
         Ok(Self {
             mode: args.mode,
+            target: args.target,
+            format: args.format,
             transport: args.transport,
             sub_addr: args.sub_addr,
             pub_addr: args.pub_addr,
             sub_path,
-            pub_path: args.pub_path,
+            pub_path,
             subscribers: args.subscribers,
             channels: args.channels,
             threads: args.threads.min(DEFAULT_MAX_THREADS),
@@ -297,6 +414,7 @@ impl Plan {
             amount,
             rate: args.rate,
             publishers,
+            pipeline: args.pipeline,
             expiry: args.expiry,
             payload_bytes: args.payload_bytes,
             timeout_secs: seconds(args.timeout, "timeout")?,
@@ -305,9 +423,13 @@ impl Plan {
             hold_secs: seconds(args.hold, "hold")?,
             seed: args.seed.unwrap_or(default_seed),
             signed: args.key.is_some(),
-            server_pid: args.server_pid,
+            server_pid: args.server_pid.first().copied(),
+            server_pids: args.server_pid,
             max_pending: args.max_pending,
+            series_ms: args.series_ms,
             out: args.out,
+            plot: args.plot,
+            ready_file: args.ready_file,
             key: args.key,
         })
     }
@@ -344,6 +466,52 @@ impl Plan {
     /// The hard bound on the run.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_secs)
+    }
+
+    /// The time-series interval.
+    pub fn series_interval(&self) -> Duration {
+        Duration::from_millis(self.series_ms)
+    }
+
+    /// How delivered payloads hold messages.
+    pub fn framing(&self) -> Framing {
+        match (self.target, self.format) {
+            (Target::Nchan, _) => Framing::Plain,
+            (Target::Pushpull, Format::Text) => Framing::Nms,
+            (Target::Pushpull, Format::Binary) => Framing::Protobuf,
+        }
+    }
+
+    /// Path and query a subscriber of channel index `i` asks for (long-poll resume comes on top).
+    pub fn sub_target(&self, i: u64) -> String {
+        match (self.target, self.format) {
+            (Target::Nchan, _) => format!("{}?id={}", self.sub_path, self.channel_id(i)),
+            (Target::Pushpull, Format::Text) => {
+                format!("{}?CHANNEL_ID={}", self.sub_path, self.sub_channel_param(i))
+            }
+            (Target::Pushpull, Format::Binary) => format!(
+                "{}?CHANNEL_ID={}&binaryMode=true",
+                self.sub_path,
+                self.sub_channel_param(i)
+            ),
+        }
+    }
+
+    /// Path and query of a publish to channel index `i`.
+    pub fn pub_target(&self, i: u64) -> String {
+        match self.target {
+            Target::Pushpull => format!("{}?CHANNEL_ID={}", self.pub_path, self.channel_id(i)),
+            Target::Nchan => format!("{}?id={}", self.pub_path, self.channel_id(i)),
+        }
+    }
+
+    /// Whether a publish answered `status` was accepted: pushpull answers `200`; nchan `201`
+    /// (queued for subscribers) or `202` (queued, nobody listening).
+    pub fn publish_accepted(&self, status: u16) -> bool {
+        match self.target {
+            Target::Pushpull => status == 200,
+            Target::Nchan => status == 201 || status == 202,
+        }
     }
 }
 
@@ -458,7 +626,17 @@ mod tests {
         assert_eq!(p.sub_path, "/bitrix/sub/");
         assert_eq!(p.amount, Amount::Seconds(2.0));
         assert_eq!(p.source_addrs.len(), 3);
-        assert!(Plan::from_args(args(&["--subscribers", "0"]), 0).is_err());
+        assert!(Plan::from_args(args(&["--subscribers", "0", "--mode", "connect"]), 0).is_err());
+        assert!(Plan::from_args(args(&["--subscribers", "0"]), 0).is_ok());
+        assert!(Plan::from_args(args(&["--series-ms", "0"]), 0).is_err());
+        assert!(Plan::from_args(args(&["--pipeline", "0"]), 0).is_err());
+        assert!(Plan::from_args(args(&["--pipeline", "65"]), 0).is_err());
+        assert_eq!(
+            Plan::from_args(args(&["--pipeline", "8"]), 0)
+                .expect("ok")
+                .pipeline,
+            8
+        );
         assert!(Plan::from_args(args(&["--timeout=-1"]), 0).is_err());
         let big = Plan::from_args(args(&["--subscribers", "19990"]), 0).expect("ok");
         assert!(matches!(
@@ -466,5 +644,43 @@ mod tests {
             Err(ConfigError::TooManyFds { .. })
         ));
         assert!(p.check_fds(20_000).is_ok());
+    }
+
+    #[test]
+    fn targets_and_formats() {
+        let p = Plan::from_args(args(&["--channels", "3"]), 1).expect("ok");
+        assert_eq!(p.framing(), Framing::Nms);
+        assert_eq!(
+            p.sub_target(1),
+            "/bitrix/subws/?CHANNEL_ID=00000000000000000000000000000002"
+        );
+        assert_eq!(
+            p.pub_target(0),
+            "/bitrix/pub/?CHANNEL_ID=00000000000000000000000000000001"
+        );
+        assert!(p.publish_accepted(200) && !p.publish_accepted(201));
+        let p = Plan::from_args(args(&["--format", "binary", "--transport", "longpoll"]), 1)
+            .expect("ok");
+        assert_eq!(p.framing(), Framing::Protobuf);
+        assert!(p.sub_target(0).starts_with("/bitrix/sub/?CHANNEL_ID="));
+        assert!(p.sub_target(0).ends_with("&binaryMode=true"));
+        let p = Plan::from_args(
+            args(&[
+                "--target",
+                "nchan",
+                "--server-pid",
+                "10,11",
+                "--plot",
+                "x.svg",
+            ]),
+            1,
+        )
+        .expect("ok");
+        assert_eq!(p.framing(), Framing::Plain);
+        assert_eq!(p.sub_target(0), "/sub?id=00000000000000000000000000000001");
+        assert_eq!(p.pub_target(0), "/pub?id=00000000000000000000000000000001");
+        assert!(p.publish_accepted(201) && p.publish_accepted(202) && !p.publish_accepted(200));
+        assert_eq!((p.server_pid, p.server_pids.len()), (Some(10), 2));
+        assert!(Plan::from_args(args(&["--target", "nchan", "--format", "binary"]), 1).is_err());
     }
 }

@@ -94,6 +94,14 @@ pub struct ResponseHead {
     pub persistence: Persistence,
     /// `Last-Message-Id` header when present and non-empty (long-poll 304).
     pub last_message_id: Option<String>,
+    /// `Last-Modified` header when present and non-empty (nchan long-poll).
+    pub last_modified: Option<String>,
+    /// `Etag` header when present and non-empty (nchan long-poll).
+    pub etag: Option<String>,
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 /// Parses a response head from the front of `buf`.
@@ -122,6 +130,8 @@ pub fn parse_response_head(
     let mut conn_close = false;
     let mut conn_keep = false;
     let mut last_message_id = None;
+    let mut last_modified = None;
+    let mut etag = None;
     for h in resp.headers.iter() {
         let value = std::str::from_utf8(h.value)
             .map_err(|_| HttpError::BadHead)?
@@ -143,8 +153,12 @@ pub fn parse_response_head(
                 conn_close |= token.eq_ignore_ascii_case("close");
                 conn_keep |= token.eq_ignore_ascii_case("keep-alive");
             }
-        } else if h.name.eq_ignore_ascii_case("last-message-id") && !value.is_empty() {
-            last_message_id = Some(value.to_owned());
+        } else if h.name.eq_ignore_ascii_case("last-message-id") {
+            last_message_id = non_empty(value);
+        } else if h.name.eq_ignore_ascii_case("last-modified") {
+            last_modified = non_empty(value);
+        } else if h.name.eq_ignore_ascii_case("etag") {
+            etag = non_empty(value);
         }
     }
     let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
@@ -176,6 +190,8 @@ pub fn parse_response_head(
             framing,
             persistence,
             last_message_id,
+            last_modified,
+            etag,
         },
     )))
 }
@@ -340,19 +356,39 @@ impl BodyDecoder {
     }
 }
 
-/// A long-poll request: `GET <path>?CHANNEL_ID=<channel>[&mid=<mid>]` on a keep-alive connection.
-pub fn poll_request(path: &str, channel_param: &str, mid: Option<&str>, host: &str) -> Vec<u8> {
-    let mid = mid.map(|m| format!("&mid={m}")).unwrap_or_default();
-    format!(
-        "GET {path}?CHANNEL_ID={channel_param}{mid} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n"
-    )
-    .into_bytes()
+/// Where a long-poll subscriber goes on from: what the last answer told it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// Bitrix servers: the last message id seen, sent as `&mid=`.
+    pub mid: Option<String>,
+    /// nchan: the last answer's `Last-Modified`, sent back as `If-Modified-Since`.
+    pub last_modified: Option<String>,
+    /// nchan: the last answer's `Etag`, sent back as `If-None-Match`.
+    pub etag: Option<String>,
 }
 
-/// A publish request: `POST <path>?CHANNEL_ID=<channel>` with the body and `Message-Expiry`.
-pub fn publish_request(path: &str, channel: &str, expiry: u32, host: &str, body: &str) -> Vec<u8> {
+/// A long-poll request for `target` (path and query): `&mid=` and the `If-*` headers come from
+/// `resume`.
+pub fn poll_request(target: &str, resume: &Resume, host: &str) -> Vec<u8> {
+    let mid = resume
+        .mid
+        .as_ref()
+        .map(|m| format!("&mid={m}"))
+        .unwrap_or_default();
+    let mut extra = String::new();
+    if let Some(lm) = &resume.last_modified {
+        extra.push_str(&format!("If-Modified-Since: {lm}\r\n"));
+    }
+    if let Some(tag) = &resume.etag {
+        extra.push_str(&format!("If-None-Match: {tag}\r\n"));
+    }
+    format!("GET {target}{mid} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n{extra}\r\n").into_bytes()
+}
+
+/// A publish request: `POST <target>` (path and query) with the body and `Message-Expiry`.
+pub fn publish_request(target: &str, expiry: u32, host: &str, body: &str) -> Vec<u8> {
     let mut v = format!(
-        "POST {path}?CHANNEL_ID={channel} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n\
+        "POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n\
          Message-Expiry: {expiry}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
@@ -448,6 +484,17 @@ HTTP/1.1 200 OK\r\nConnection: close\r\n\r\ntail bytes";
         assert_eq!(h.framing, BodyFraming::Empty);
         assert_eq!(h.persistence, Persistence::KeepAlive);
         assert_eq!(h.last_message_id.as_deref(), Some("123"));
+        let (_, h) = parse_response_head(
+            b"HTTP/1.1 200 OK\r\nLast-Modified: Sat, 28 Nov 2026 01:45:16 GMT\r\nEtag: 0\r\n\r\n",
+            MAX,
+        )
+        .expect("ok")
+        .expect("complete");
+        assert_eq!(
+            h.last_modified.as_deref(),
+            Some("Sat, 28 Nov 2026 01:45:16 GMT")
+        );
+        assert_eq!(h.etag.as_deref(), Some("0"));
         let (_, h) = parse_response_head(b"HTTP/1.1 304 N\r\nLast-Message-Id: \r\n\r\n", MAX)
             .expect("ok")
             .expect("complete");
@@ -517,14 +564,29 @@ HTTP/1.1 200 OK\r\nConnection: close\r\n\r\ntail bytes";
 
     #[test]
     fn requests() {
-        let r = publish_request("/bitrix/pub/", "abc", 0, "h", "{}");
+        let r = publish_request("/bitrix/pub/?CHANNEL_ID=abc", 0, "h", "{}");
         let s = String::from_utf8(r).expect("utf8");
         assert!(s.starts_with("POST /bitrix/pub/?CHANNEL_ID=abc HTTP/1.1\r\n"));
         assert!(s.contains("Message-Expiry: 0\r\nContent-Length: 2\r\n\r\n{}"));
-        let p =
-            String::from_utf8(poll_request("/bitrix/sub/", "a.b", Some("0042"), "h")).expect("u");
+        let resume = Resume {
+            mid: Some("0042".into()),
+            ..Resume::default()
+        };
+        let p = String::from_utf8(poll_request("/bitrix/sub/?CHANNEL_ID=a.b", &resume, "h"))
+            .expect("u");
         assert!(p.starts_with("GET /bitrix/sub/?CHANNEL_ID=a.b&mid=0042 HTTP/1.1\r\n"));
-        let p = String::from_utf8(poll_request("/s/", "a", None, "h")).expect("u");
+        assert!(!p.contains("If-"));
+        let p = String::from_utf8(poll_request("/s/?CHANNEL_ID=a", &Resume::default(), "h"))
+            .expect("u");
         assert!(p.starts_with("GET /s/?CHANNEL_ID=a HTTP/1.1\r\n"));
+        let nchan = Resume {
+            mid: None,
+            last_modified: Some("Sat, 28 Nov 2026 01:45:16 GMT".into()),
+            etag: Some("0".into()),
+        };
+        let p = String::from_utf8(poll_request("/sub?id=a", &nchan, "h")).expect("u");
+        assert!(p.starts_with("GET /sub?id=a HTTP/1.1\r\n"));
+        assert!(p.contains("\r\nIf-Modified-Since: Sat, 28 Nov 2026 01:45:16 GMT\r\n"));
+        assert!(p.ends_with("\r\nIf-None-Match: 0\r\n\r\n"));
     }
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pushpull_loadgen::config::{Args, Plan};
 use pushpull_loadgen::net::unix_micros;
+use pushpull_loadgen::plot::render_report;
 use pushpull_loadgen::run::run;
 
 fn main() -> ExitCode {
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         }
     };
     let out = plan.out.clone();
+    let plot = plan.plot.clone();
     let report = match run(plan) {
         Ok(r) => r,
         Err(e) => {
@@ -35,6 +37,13 @@ fn main() -> ExitCode {
             .map_err(std::io::Error::other)
             .and_then(|json| std::fs::write(&path, json));
         if let Err(e) = written {
+            eprintln!("pushpull-loadgen: writing {}: {e}", path.display());
+            println!("{}", report.summary_line());
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(path) = &plot {
+        if let Err(e) = std::fs::write(path, render_report(&report)) {
             eprintln!("pushpull-loadgen: writing {}: {e}", path.display());
             println!("{}", report.summary_line());
             return ExitCode::from(2);

@@ -77,8 +77,18 @@ pub fn split_next(
     }
 }
 
+/// First position of `needle` (non-empty) in `hay`: scan for its first byte, then compare.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, _) = needle.split_first()?;
+    let mut at = 0;
+    while let Some(p) = hay.get(at..)?.iter().position(|&b| b == first) {
+        let i = at + p;
+        if hay[i..].starts_with(needle) {
+            return Some(i);
+        }
+        at = i + 1;
+    }
+    None
 }
 
 /// One of the load generator's messages as a subscriber received it.
@@ -141,6 +151,18 @@ pub fn decode_unit(json: &[u8]) -> Result<Delivery, DecodeError> {
         ch: env.text.params.ch,
         ts_us: env.text.params.ts,
         mid: env.mid.map(Cow::into_owned),
+    })
+}
+
+/// Reads a bare published body (nchan's plain framing, a protobuf message's `body`): the
+/// load generator's `{"module_id":"lg","command":"m","params":{…}}` without an envelope.
+pub fn decode_body(json: &[u8]) -> Result<Delivery, DecodeError> {
+    let text: Text = serde_json::from_slice(json).map_err(|_| DecodeError::NotOurs)?;
+    Ok(Delivery {
+        seq: text.params.seq,
+        ch: text.params.ch,
+        ts_us: text.params.ts,
+        mid: None,
     })
 }
 
@@ -249,6 +271,26 @@ mod tests {
         let d =
             decode_unit(br#"{"text":{"params":{"seq":5,"ch":2,"ts":9,"pad":"xx"}}}"#).expect("ok");
         assert_eq!((d.seq, d.ch, d.ts_us, d.mid), (5, 2, 9, None));
+    }
+
+    #[test]
+    fn finds_markers() {
+        assert_eq!(find(b"ab#!NGINXNME!#", END_MARKER), Some(2));
+        assert_eq!(find(b"#x#!NGINXNME#!NGINXNME!#", END_MARKER), Some(12));
+        assert_eq!(find(b"#!NGINXNME!", END_MARKER), None);
+        assert_eq!(find(b"", END_MARKER), None);
+        assert_eq!(find(b"abc", b""), None);
+    }
+
+    #[test]
+    fn bare_bodies() {
+        let d = decode_body(encode_body(7, 3, 11, 200).as_bytes()).expect("ours");
+        assert_eq!((d.seq, d.ch, d.ts_us, d.mid), (7, 3, 11, None));
+        assert_eq!(decode_body(b"{}"), Err(DecodeError::NotOurs));
+        assert_eq!(
+            decode_body(unit(1, 0, "00000000000000000000000001").as_slice()),
+            Err(DecodeError::NotOurs)
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct ProcSample {
     pub rss_kb: u64,
     /// Peak resident set size, kB (`VmHWM`).
     pub hwm_kb: u64,
+    /// Anonymous resident memory, kB (`RssAnon`: heap and stacks).
+    pub rss_anon_kb: u64,
+    /// Resident shared memory, kB (`RssShmem`: e.g. nchan's shared-memory store).
+    pub rss_shmem_kb: u64,
     /// Threads.
     pub threads: u64,
     /// User CPU time, clock ticks.
@@ -29,6 +33,19 @@ impl ProcSample {
     /// User + system CPU seconds.
     pub fn cpu_seconds(&self) -> f64 {
         (self.utime_ticks + self.stime_ticks) as f64 / DEFAULT_CLOCK_TICKS_PER_SEC as f64
+    }
+
+    /// The sum of two samples (several processes of one server).
+    pub fn plus(self, o: ProcSample) -> ProcSample {
+        ProcSample {
+            rss_kb: self.rss_kb + o.rss_kb,
+            hwm_kb: self.hwm_kb + o.hwm_kb,
+            rss_anon_kb: self.rss_anon_kb + o.rss_anon_kb,
+            rss_shmem_kb: self.rss_shmem_kb + o.rss_shmem_kb,
+            threads: self.threads + o.threads,
+            utime_ticks: self.utime_ticks + o.utime_ticks,
+            stime_ticks: self.stime_ticks + o.stime_ticks,
+        }
     }
 }
 
@@ -45,6 +62,8 @@ pub fn parse_status(text: &str, into: &mut ProcSample) {
         match key {
             "VmRSS:" => into.rss_kb = v,
             "VmHWM:" => into.hwm_kb = v,
+            "RssAnon:" => into.rss_anon_kb = v,
+            "RssShmem:" => into.rss_shmem_kb = v,
             "Threads:" => into.threads = v,
             _ => {}
         }
@@ -87,6 +106,17 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     Some(s)
 }
 
+/// Samples every process of `pids` and adds them up; `None` when `pids` is empty or one cannot
+/// be read.
+pub fn sample_all(pids: &[u32]) -> Option<ProcSample> {
+    pids.iter()
+        .try_fold(None, |acc: Option<ProcSample>, &pid| {
+            let s = sample(pid)?;
+            Some(Some(acc.map_or(s, |a| a.plus(s))))
+        })
+        .flatten()
+}
+
 /// This process's soft open-files limit, when readable.
 pub fn open_files_limit() -> Option<u64> {
     parse_open_files_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
@@ -100,10 +130,11 @@ mod tests {
     fn parses_status_and_stat() {
         let mut s = ProcSample::default();
         parse_status(
-            "Name:\tx\nVmHWM:\t    2196 kB\nVmRSS:\t  2000 kB\nThreads:\t3\nbad\n",
+            "Name:\tx\nVmHWM:\t    2196 kB\nVmRSS:\t  2000 kB\nRssAnon:\t 1500 kB\nRssShmem:\t 4 kB\nThreads:\t3\nbad\n",
             &mut s,
         );
         assert_eq!((s.rss_kb, s.hwm_kb, s.threads), (2000, 2196, 3));
+        assert_eq!((s.rss_anon_kb, s.rss_shmem_kb), (1500, 4));
         let stat = "21303 (a b) c)) R 21298 21298 8121 0 -1 4194304 102 0 0 0 250 50 0 0 20 0 1 0";
         assert_eq!(parse_stat(stat), Some((250, 50)));
         assert_eq!(parse_stat("1 (x) R 2"), None);
@@ -123,6 +154,12 @@ mod tests {
             None
         );
         assert!(sample(std::process::id()).is_some_and(|s| s.rss_kb > 0));
+        let me = std::process::id();
+        let one = sample_all(&[me]).expect("self");
+        let two = sample_all(&[me, me]).expect("self twice");
+        assert!(one.threads >= 1 && two.threads >= 2);
+        assert_eq!(sample_all(&[]), None);
+        assert_eq!(sample_all(&[me, u32::MAX]), None);
         assert!(open_files_limit().is_some());
     }
 }

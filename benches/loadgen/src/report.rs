@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::config::{Mode, Plan};
 use crate::procstat::ProcSample;
+use crate::series::SeriesPoint;
 
 /// Percentiles of a latency histogram, µs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -131,31 +132,47 @@ pub struct DeliveryStats {
     pub total_deliveries: u64,
     /// Long-poll responses read.
     pub polls: u64,
+    /// Long-poll responses that carried messages.
+    pub data_polls: u64,
+    /// `data_polls / seconds`: completed polls per second while messages flowed.
+    pub polls_per_sec: f64,
     /// Long-poll requests retried after an error.
     pub poll_errors: u64,
     /// Pongs sent for server pings.
     pub pongs: u64,
     /// Ready subscribers that received every expected message.
     pub complete_subscribers: u64,
+    /// Accepted messages that every ready subscriber of their channel received.
+    pub complete_messages: u64,
     /// First publish → last delivery, seconds.
     pub seconds: f64,
     /// `total_deliveries / seconds`.
     pub rate_per_sec: f64,
 }
 
-/// Server process samples.
+/// Server process samples (several processes are added up).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServerStats {
-    /// Process id.
+    /// Process id (the first one given).
     pub pid: u32,
+    /// Every process sampled.
+    pub pids: Vec<u32>,
     /// Before the first connection.
     pub before: Option<ProcSample>,
+    /// When publishing started (all subscribers connected).
+    pub at_publish: Option<ProcSample>,
     /// With all subscribers still connected, after the drain.
     pub after: Option<ProcSample>,
     /// `after.rss_kb - before.rss_kb`.
     pub rss_delta_kb: i64,
     /// CPU seconds the server used during the run.
     pub cpu_seconds: f64,
+    /// CPU seconds from the first publish to the end of the drain.
+    pub publish_cpu_seconds: f64,
+    /// `rss_delta_kb` per ready subscriber, bytes.
+    pub rss_bytes_per_subscriber: Option<f64>,
+    /// `publish_cpu_seconds` per delivery, µs.
+    pub cpu_us_per_delivery: Option<f64>,
 }
 
 impl ServerStats {
@@ -171,10 +188,57 @@ impl ServerStats {
         };
         Self {
             pid,
+            pids: vec![pid],
             before,
             after,
             rss_delta_kb,
             cpu_seconds,
+            ..Self::default()
+        }
+    }
+
+    /// Adds the publish-start sample and the per-subscriber and per-delivery figures.
+    pub fn with_load(
+        mut self,
+        at_publish: Option<ProcSample>,
+        ready: u64,
+        deliveries: u64,
+    ) -> Self {
+        self.at_publish = at_publish;
+        if let (Some(p), Some(a)) = (at_publish, self.after) {
+            self.publish_cpu_seconds = a.cpu_seconds() - p.cpu_seconds();
+            if deliveries > 0 {
+                self.cpu_us_per_delivery = Some(self.publish_cpu_seconds * 1e6 / deliveries as f64);
+            }
+        }
+        if ready > 0 && self.after.is_some() && self.before.is_some() {
+            self.rss_bytes_per_subscriber = Some(self.rss_delta_kb as f64 * 1024.0 / ready as f64);
+        }
+        self
+    }
+}
+
+/// The load generator's own CPU use: when it is near a core per thread, the generator and not the
+/// server may be what limits the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GeneratorStats {
+    /// CPU seconds of this process from the first publish to the end of the drain.
+    pub publish_cpu_seconds: f64,
+    /// `publish_cpu_seconds` per delivery, µs.
+    pub cpu_us_per_delivery: Option<f64>,
+}
+
+impl GeneratorStats {
+    /// From this process's samples at publish start and after the drain.
+    pub fn new(own: (Option<ProcSample>, Option<ProcSample>), deliveries: u64) -> Self {
+        let publish_cpu_seconds = match own {
+            (Some(a), Some(b)) => b.cpu_seconds() - a.cpu_seconds(),
+            _ => 0.0,
+        };
+        Self {
+            publish_cpu_seconds,
+            cpu_us_per_delivery: (deliveries > 0 && own.0.is_some())
+                .then(|| publish_cpu_seconds * 1e6 / deliveries as f64),
         }
     }
 }
@@ -202,8 +266,14 @@ pub struct Report {
     pub delivery: DeliveryStats,
     /// Publish → receive latency of first deliveries, µs.
     pub latency_us: Percentiles,
+    /// Per complete message: publish → its last subscriber has it, µs (the broadcast figure).
+    pub last_delivery_us: Percentiles,
     /// Server samples when `--server-pid` was given.
     pub server: Option<ServerStats>,
+    /// The load generator's own CPU use.
+    pub generator: GeneratorStats,
+    /// What happened in each interval (`--series-ms`).
+    pub series: Vec<SeriesPoint>,
 }
 
 impl Report {
@@ -247,6 +317,15 @@ impl Report {
             self.publish.rate_per_sec,
             c.rate_per_sec,
         );
+        if d.data_polls > 0 {
+            s.push_str(&format!(" polls={:.0}/s", d.polls_per_sec));
+        }
+        if self.last_delivery_us.count > 0 {
+            s.push_str(&format!(
+                " last_p50={}us last_p99={}us",
+                self.last_delivery_us.p50, self.last_delivery_us.p99
+            ));
+        }
         if let Some(sv) = &self.server
             && let Some(a) = sv.after
         {
@@ -254,6 +333,15 @@ impl Report {
                 " server_rss={}kB server_cpu={:.2}s",
                 a.rss_kb, sv.cpu_seconds
             ));
+            if let Some(b) = sv.rss_bytes_per_subscriber {
+                s.push_str(&format!(" rss/sub={b:.0}B"));
+            }
+            if let Some(c) = sv.cpu_us_per_delivery {
+                s.push_str(&format!(" cpu/delivery={c:.2}us"));
+            }
+        }
+        if let Some(c) = self.generator.cpu_us_per_delivery {
+            s.push_str(&format!(" gen_cpu/delivery={c:.2}us"));
         }
         s.push_str(&format!(
             " outcome={} {}",
@@ -303,6 +391,27 @@ mod tests {
         let s = ServerStats::new(1, Some(b), Some(a));
         assert_eq!(s.rss_delta_kb, -200);
         assert!((s.cpu_seconds - 1.0).abs() < 1e-9);
+        let mid = ProcSample {
+            utime_ticks: 120,
+            ..b
+        };
+        let s = s.with_load(Some(mid), 100, 400_000);
+        // 80 ticks = 0.8 s over 400,000 deliveries; -200 kB over 100 subscribers.
+        assert!((s.publish_cpu_seconds - 0.8).abs() < 1e-9);
+        assert!((s.cpu_us_per_delivery.expect("cpu") - 2.0).abs() < 1e-9);
+        assert!((s.rss_bytes_per_subscriber.expect("rss") + 2048.0).abs() < 1e-9);
+        let g = GeneratorStats::new((Some(b), Some(a)), 1_000_000);
+        assert!((g.publish_cpu_seconds - 1.0).abs() < 1e-9);
+        assert!((g.cpu_us_per_delivery.expect("cpu") - 1.0).abs() < 1e-9);
+        assert_eq!(
+            GeneratorStats::new((None, Some(a)), 5).cpu_us_per_delivery,
+            None
+        );
+        let none = ServerStats::new(1, None, Some(a)).with_load(None, 5, 5);
+        assert_eq!(
+            (none.cpu_us_per_delivery, none.rss_bytes_per_subscriber),
+            (None, None)
+        );
         assert_eq!(ServerStats::new(1, None, Some(a)).rss_delta_kb, 0);
     }
 }

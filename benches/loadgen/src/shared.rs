@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -51,8 +51,12 @@ impl Phase {
 #[derive(Debug)]
 pub struct Shared {
     phase: AtomicU8,
+    /// Start of the run: time zero of the time series.
+    pub start: Instant,
     /// Hard end of the run: every loop checks it.
     pub deadline: Instant,
+    /// Length of one time-series interval.
+    pub series_interval: Duration,
     /// Paces connection attempts over all threads.
     pub connect_gate: RateGate,
     /// Subscribers that got a 101 / have a poll in flight.
@@ -68,11 +72,18 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// New shared state.
-    pub fn new(deadline: Instant, connect_gate: RateGate) -> Self {
+    /// New shared state of a run that started at `start`.
+    pub fn new(
+        start: Instant,
+        deadline: Instant,
+        series_interval: Duration,
+        connect_gate: RateGate,
+    ) -> Self {
         Self {
             phase: AtomicU8::new(0),
+            start,
             deadline,
+            series_interval,
             connect_gate,
             ready: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -120,7 +131,9 @@ mod tests {
     fn phases_and_issue() {
         let now = Instant::now();
         let s = Shared::new(
-            now + std::time::Duration::from_secs(5),
+            now,
+            now + Duration::from_secs(5),
+            Duration::from_secs(1),
             RateGate::new(Rate::Unbounded, now),
         );
         assert_eq!(s.phase(), Phase::Connecting);

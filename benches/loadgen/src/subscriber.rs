@@ -1,9 +1,13 @@
 //! Subscriber threads: each owns a mio `Poll` and a share of the subscribers.
 //!
-//! A WebSocket subscriber connects, upgrades (ready on 101) and reads text frames; a long-poll
-//! subscriber sends `GET …&mid=` (ready once the first request is written), reads the answer and polls
-//! again at once on the same connection (or a new one when the server closes). Every delivered unit
-//! goes into the subscriber's [`SubTally`] and its latency into the thread's histogram.
+//! A WebSocket subscriber connects, upgrades (ready on 101) and reads frames; a long-poll
+//! subscriber sends `GET …&mid=` (nchan: with `If-Modified-Since`/`If-None-Match`; ready once the
+//! first request is written), reads the answer and polls again at once on the same connection (or a
+//! new one when the server closes). Payloads are decoded by [`crate::deliver`] according to the
+//! run's framing; every delivery goes into the subscriber's [`SubTally`]. The long-poll half is
+//! in `subscriber/longpoll.rs`.
+
+mod longpoll;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -15,17 +19,17 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::{Plan, Transport};
+use crate::config::{Framing, Plan, Transport};
+use crate::deliver::{DeliveryCtx, Receiver, take_units, take_whole, widen};
 use crate::http::{
-    BodyDecoder, BodyProgress, DEFAULT_MAX_HEAD_BYTES, Persistence, parse_response_head,
-    poll_request,
+    BodyDecoder, DEFAULT_MAX_HEAD_BYTES, Persistence, Resume, parse_response_head, poll_request,
 };
 use crate::net::{connected, flush, open_socket, unix_micros};
-use crate::nms::{DEFAULT_MAX_UNIT_BYTES, SplitError, decode_unit, split_next};
+use crate::series::SeriesRec;
 use crate::shared::{Shared, new_histogram};
-use crate::tally::{Arrival, SubTally};
+use crate::tally::SubTally;
 use crate::ws::{
-    DEFAULT_MAX_FRAME_PAYLOAD, MaskGen, Opcode, encode_client_frame, normal_close_payload,
+    DEFAULT_MAX_FRAME_PAYLOAD, Fin, MaskGen, Opcode, encode_client_frame, normal_close_payload,
     parse_server_frame, upgrade_request,
 };
 
@@ -96,6 +100,8 @@ pub struct WorkerReport {
     pub undecodable: u64,
     /// Long-poll responses read.
     pub polls: u64,
+    /// Long-poll responses that carried messages (`200`).
+    pub data_polls: u64,
     /// Long-poll requests that failed and were retried.
     pub poll_errors: u64,
     /// Pongs sent.
@@ -110,17 +116,26 @@ pub struct WorkerReport {
     pub delivery_span: Option<(Instant, Instant)>,
     /// Per subscriber.
     pub subs: Vec<SubOutcome>,
-}
-
-fn widen(span: &mut Option<(Instant, Instant)>, now: Instant) {
-    *span = Some(match *span {
-        None => (now, now),
-        Some((a, b)) => (a.min(now), b.max(now)),
-    });
+    /// Per interval.
+    pub series: SeriesRec,
+    /// Per sequence number: the largest latency of a first delivery, µs + 1 (0 = none).
+    pub last_arrival: Vec<u32>,
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, reason: String) {
     *map.entry(reason).or_insert(0) += 1;
+}
+
+/// How far a readiness event is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Until a read returns less than the buffer: the socket is then empty (epoll(7)), and any
+    /// later data or end of stream is a new edge-triggered event, so the read that would only
+    /// return `WouldBlock` is saved (one syscall per delivery at high fan-out). Only for events
+    /// that did not report the peer's end of stream: a FIN that came with the data is read now.
+    UntilShortRead,
+    /// Until `WouldBlock` (connections carried over from an earlier turn).
+    UntilWouldBlock,
 }
 
 enum State {
@@ -135,7 +150,7 @@ enum State {
 }
 
 struct Sub {
-    param: String,
+    target: String,
     source: Option<IpAddr>,
     state: State,
     stream: Option<TcpStream>,
@@ -143,7 +158,7 @@ struct Sub {
     out_pos: usize,
     inbuf: Vec<u8>,
     carry: Vec<u8>,
-    mid: Option<String>,
+    resume: Resume,
     keep: Persistence,
     started: Instant,
     ready: bool,
@@ -158,52 +173,6 @@ enum Flow {
     Fail(String),
 }
 
-struct DeliveryCtx {
-    channels: u64,
-    max_issued: Option<u64>,
-    now: Instant,
-    now_us: u64,
-}
-
-/// Splits whole units off `carry` and records them.
-fn take_units(
-    carry: &mut Vec<u8>,
-    tally: &mut SubTally,
-    mid: &mut Option<String>,
-    st: &mut WorkerReport,
-    d: &DeliveryCtx,
-) -> Result<(), SplitError> {
-    let mut at = 0;
-    let result = loop {
-        match split_next(&carry[at..], DEFAULT_MAX_UNIT_BYTES) {
-            Err(e) => break Err(e),
-            Ok(None) => break Ok(()),
-            Ok(Some((n, json))) => {
-                let unit = &carry[at + json.start..at + json.end];
-                at += n;
-                let Ok(del) = decode_unit(unit) else {
-                    st.undecodable += 1;
-                    continue;
-                };
-                st.deliveries += 1;
-                widen(&mut st.delivery_span, d.now);
-                if del.mid.is_some() {
-                    *mid = del.mid;
-                }
-                match tally.record(del.seq, del.ch, d.channels, d.max_issued) {
-                    Arrival::New | Arrival::OutOfOrder => {
-                        st.latency
-                            .saturating_record(d.now_us.saturating_sub(del.ts_us));
-                    }
-                    Arrival::Duplicate | Arrival::Misrouted | Arrival::Bogus => {}
-                }
-            }
-        }
-    };
-    carry.drain(..at);
-    result
-}
-
 /// One subscriber thread.
 pub struct Worker {
     plan: Arc<Plan>,
@@ -213,6 +182,7 @@ pub struct Worker {
     next_start: usize,
     pending: usize,
     host: String,
+    framing: Framing,
     masks: MaskGen,
     scratch: Vec<u8>,
     hot: Vec<usize>,
@@ -231,7 +201,7 @@ impl Worker {
                     plan.source_addrs[usize::try_from(g).unwrap_or(0) % plan.source_addrs.len()]
                 });
                 Sub {
-                    param: plan.sub_channel_param(ch),
+                    target: plan.sub_target(ch),
                     source,
                     state: State::Idle,
                     stream: None,
@@ -239,7 +209,7 @@ impl Worker {
                     out_pos: 0,
                     inbuf: Vec::new(),
                     carry: Vec::new(),
-                    mid: None,
+                    resume: Resume::default(),
                     keep: Persistence::KeepAlive,
                     started: now,
                     ready: false,
@@ -255,8 +225,10 @@ impl Worker {
                 .copied()
                 .unwrap_or(0)
                 .wrapping_mul(0x9E37_79B9);
+        let series = SeriesRec::new(shared.start, shared.series_interval);
         Ok(Self {
             host: plan.sub_addr.to_string(),
+            framing: plan.framing(),
             plan,
             shared,
             poll: Poll::new()?,
@@ -275,6 +247,7 @@ impl Worker {
                 protocol_errors: 0,
                 undecodable: 0,
                 polls: 0,
+                data_polls: 0,
                 poll_errors: 0,
                 pongs: 0,
                 deliveries: 0,
@@ -282,6 +255,8 @@ impl Worker {
                 ready_span: None,
                 delivery_span: None,
                 subs: Vec::new(),
+                series,
+                last_arrival: Vec::new(),
             },
         })
     }
@@ -319,10 +294,15 @@ impl Worker {
                 break;
             }
             for i in std::mem::take(&mut self.hot) {
-                self.drive(i);
+                self.drive(i, Drain::UntilWouldBlock);
             }
             for ev in events.iter() {
-                self.drive(ev.token().0);
+                let drain = if ev.is_read_closed() || ev.is_error() {
+                    Drain::UntilWouldBlock
+                } else {
+                    Drain::UntilShortRead
+                };
+                self.drive(ev.token().0, drain);
             }
         }
         self.finish()
@@ -365,7 +345,7 @@ impl Worker {
         }
     }
 
-    fn drive(&mut self, i: usize) {
+    fn drive(&mut self, i: usize, drain: Drain) {
         let now = Instant::now();
         let Some(sub) = self.subs.get_mut(i) else {
             return;
@@ -381,8 +361,7 @@ impl Worker {
                     Ok(true) => {
                         let (req, next) = match self.plan.transport {
                             Transport::Ws => {
-                                let pq = format!("{}?CHANNEL_ID={}", self.plan.sub_path, sub.param);
-                                (upgrade_request(&pq, &self.host), State::Handshake)
+                                (upgrade_request(&sub.target, &self.host), State::Handshake)
                             }
                             Transport::Longpoll => (self.poll_req(i), State::PollHead),
                         };
@@ -398,21 +377,17 @@ impl Worker {
             }
             _ => {}
         }
-        self.pump(i, now);
+        self.pump(i, now, drain);
     }
 
     fn poll_req(&self, i: usize) -> Vec<u8> {
         let sub = &self.subs[i];
-        poll_request(
-            &self.plan.sub_path,
-            &sub.param,
-            sub.mid.as_deref(),
-            &self.host,
-        )
+        poll_request(&sub.target, &sub.resume, &self.host)
     }
 
-    fn pump(&mut self, i: usize, now: Instant) {
+    fn pump(&mut self, i: usize, now: Instant, drain: Drain) {
         let mut reads = 0;
+        let mut emptied = false;
         loop {
             let sub = &mut self.subs[i];
             let Some(stream) = sub.stream.as_mut() else {
@@ -424,6 +399,9 @@ impl Worker {
             }
             if matches!(sub.state, State::PollHead) && !sub.ready && sub.out.is_empty() {
                 self.mark_ready(i, now);
+            }
+            if emptied {
+                return;
             }
             if reads >= DEFAULT_MAX_READS_PER_EVENT {
                 self.hot.push(i);
@@ -448,6 +426,7 @@ impl Worker {
                 }
             };
             sub.inbuf.extend_from_slice(&self.scratch[..n]);
+            emptied = drain == Drain::UntilShortRead && n < self.scratch.len();
             match self.process(i, now) {
                 Flow::Continue => {}
                 Flow::Reconnect => {
@@ -497,6 +476,7 @@ impl Worker {
     }
 
     fn ws_frames(&mut self, i: usize, d: &DeliveryCtx) -> Flow {
+        let framing = self.framing;
         let sub = &mut self.subs[i];
         let st = &mut self.st;
         let mut at = 0;
@@ -512,10 +492,29 @@ impl Worker {
                 Ok(Some((n, f))) => {
                     at += n;
                     match f.opcode {
-                        Opcode::Text | Opcode::Continuation => {
-                            sub.carry.extend_from_slice(f.payload)
+                        Opcode::Text | Opcode::Binary | Opcode::Continuation => {
+                            let expected = match (framing, f.opcode) {
+                                (_, Opcode::Continuation) | (Framing::Plain, _) => true,
+                                (Framing::Nms, op) => op == Opcode::Text,
+                                (Framing::Protobuf, op) => op == Opcode::Binary,
+                            };
+                            if !expected {
+                                st.protocol_errors += 1;
+                                continue;
+                            }
+                            sub.carry.extend_from_slice(f.payload);
+                            if framing == Framing::Nms || f.fin == Fin::More {
+                                continue;
+                            }
+                            let mut rx = Receiver {
+                                tally: &mut sub.tally,
+                                resume: &mut sub.resume,
+                            };
+                            if take_whole(framing, &sub.carry, &mut rx, st, d).is_err() {
+                                st.protocol_errors += 1;
+                            }
+                            sub.carry.clear();
                         }
-                        Opcode::Binary => st.protocol_errors += 1,
                         Opcode::Ping => {
                             encode_client_frame(
                                 Opcode::Pong,
@@ -546,115 +545,20 @@ impl Worker {
             }
         }
         sub.inbuf.drain(..at);
-        if take_units(&mut sub.carry, &mut sub.tally, &mut sub.mid, st, d).is_err() {
-            st.protocol_errors += 1;
-            sub.carry.clear();
+        if framing == Framing::Nms {
+            let mut rx = Receiver {
+                tally: &mut sub.tally,
+                resume: &mut sub.resume,
+            };
+            if take_units(&mut sub.carry, &mut rx, st, d).is_err() {
+                st.protocol_errors += 1;
+                sub.carry.clear();
+            }
         }
         match closed {
             Some(reason) => Flow::Fail(reason),
             None => Flow::Continue,
         }
-    }
-
-    fn lp_process(&mut self, i: usize, d: &DeliveryCtx) -> Flow {
-        loop {
-            let sub = &mut self.subs[i];
-            match &mut sub.state {
-                State::PollHead => match parse_response_head(&sub.inbuf, DEFAULT_MAX_HEAD_BYTES) {
-                    Err(e) => return Flow::Fail(format!("poll: {}", e.reason())),
-                    Ok(None) => return Flow::Continue,
-                    Ok(Some((n, head))) => {
-                        sub.inbuf.drain(..n);
-                        self.st.polls += 1;
-                        if head.status == 304
-                            && let Some(m) = head.last_message_id
-                        {
-                            sub.mid = Some(m);
-                        } else if head.status != 200 && head.status != 304 {
-                            return Flow::Fail(format!("poll status {}", head.status));
-                        }
-                        sub.keep = head.persistence;
-                        sub.state = State::PollBody(BodyDecoder::new(head.framing));
-                    }
-                },
-                State::PollBody(dec) => {
-                    let (n, progress) = match dec.feed(&sub.inbuf, &mut sub.carry) {
-                        Ok(x) => x,
-                        Err(e) => return Flow::Fail(format!("poll body: {}", e.reason())),
-                    };
-                    sub.inbuf.drain(..n);
-                    if take_units(
-                        &mut sub.carry,
-                        &mut sub.tally,
-                        &mut sub.mid,
-                        &mut self.st,
-                        d,
-                    )
-                    .is_err()
-                    {
-                        self.st.protocol_errors += 1;
-                        sub.carry.clear();
-                    }
-                    if progress == BodyProgress::More {
-                        return Flow::Continue;
-                    }
-                    if let flow @ Flow::Reconnect = self.finish_poll(i) {
-                        return flow;
-                    }
-                }
-                _ => return Flow::Continue,
-            }
-        }
-    }
-
-    /// A long-poll response is complete: poll again on this connection or on a new one.
-    fn finish_poll(&mut self, i: usize) -> Flow {
-        let req = self.poll_req(i);
-        let sub = &mut self.subs[i];
-        if !sub.carry.is_empty() {
-            self.st.protocol_errors += 1;
-            sub.carry.clear();
-        }
-        sub.retries = 0;
-        match sub.keep {
-            Persistence::KeepAlive => {
-                sub.out.extend(req);
-                sub.state = State::PollHead;
-                Flow::Continue
-            }
-            Persistence::Close => Flow::Reconnect,
-        }
-    }
-
-    fn on_eof(&mut self, i: usize, now: Instant) {
-        let sub = &mut self.subs[i];
-        if let State::PollBody(dec) = &mut sub.state
-            && dec.finish_on_eof().is_ok()
-        {
-            let d = DeliveryCtx {
-                channels: self.plan.channels,
-                max_issued: self.shared.max_issued(),
-                now,
-                now_us: unix_micros(),
-            };
-            if take_units(
-                &mut sub.carry,
-                &mut sub.tally,
-                &mut sub.mid,
-                &mut self.st,
-                &d,
-            )
-            .is_err()
-            {
-                self.st.protocol_errors += 1;
-                sub.carry.clear();
-            }
-            sub.keep = Persistence::Close;
-            let _ = self.finish_poll(i);
-            self.connect(i, now);
-            return;
-        }
-        self.lose(i, "closed by server".to_owned(), now);
     }
 
     fn mark_ready(&mut self, i: usize, now: Instant) {
@@ -666,6 +570,9 @@ impl Worker {
                 .ready
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             widen(&mut self.st.ready_span, now);
+            if let Some(b) = self.st.series.at(now) {
+                b.ready += 1;
+            }
         }
     }
 

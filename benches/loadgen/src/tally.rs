@@ -42,6 +42,24 @@ impl BitSet {
         self.len == 0
     }
 
+    /// Keeps only the members also in `other`.
+    pub fn intersect_with(&mut self, other: &BitSet) {
+        self.words.truncate(other.words.len());
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a &= b;
+        }
+        self.len = self.words.iter().map(|w| u64::from(w.count_ones())).sum();
+    }
+
+    /// The members, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            (0..64u64)
+                .filter(move |b| word & (1u64 << b) != 0)
+                .map(move |b| w as u64 * 64 + b)
+        })
+    }
+
     /// Size of the intersection with `other`.
     pub fn intersection_len(&self, other: &BitSet) -> u64 {
         self.words
@@ -201,6 +219,12 @@ mod tests {
         t.insert(5);
         assert_eq!(s.intersection_len(&t), 1);
         assert_eq!(t.intersection_len(&s), 1);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![3, 200]);
+        let mut u = s.clone();
+        u.intersect_with(&t);
+        assert_eq!((u.iter().collect::<Vec<_>>(), u.len()), (vec![200], 1));
+        u.intersect_with(&BitSet::default());
+        assert!(u.is_empty() && u.iter().next().is_none());
     }
 
     #[test]
