@@ -29,6 +29,8 @@ pub mod names {
     pub const DELIVERED: &str = "delivered";
     /// Subscribers closed because their output queue was full.
     pub const SLOW_CLOSED: &str = "slow_closed";
+    /// Connections closed because handling them panicked (a bug: logged with the connection).
+    pub const PANICKED: &str = "panicked";
     /// Messages accepted by the engine.
     pub const PUBLISHED: &str = "published";
     /// Messages currently stored for replay.
@@ -85,6 +87,8 @@ pub struct CoreStats {
     pub delivered: Stat,
     /// See [`names::SLOW_CLOSED`].
     pub slow_closed: Stat,
+    /// See [`names::PANICKED`].
+    pub panicked: Stat,
 }
 
 impl CoreStats {
@@ -100,6 +104,7 @@ impl CoreStats {
             names::REQUESTS: self.requests.get(),
             names::DELIVERED: self.delivered.get(),
             names::SLOW_CLOSED: self.slow_closed.get(),
+            names::PANICKED: self.panicked.get(),
         })
     }
 }

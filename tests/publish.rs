@@ -256,6 +256,7 @@ fn server_stat_has_per_core_entries() {
             "requests",
             "delivered",
             "slow_closed",
+            "panicked",
         ] {
             assert!(c[key].is_u64(), "{key} in {c}");
         }

@@ -466,6 +466,7 @@ fn server_stat_format() {
             "connections",
             "core",
             "delivered",
+            "panicked",
             "pollings",
             "requests",
             "slow_closed",

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -363,7 +363,23 @@ impl Core {
             if let Some(conn) = self.conns.get_mut(slot) {
                 conn.dirty = false;
             }
-            self.drive(slot, now);
+            // A bug in one connection's handling must not take the core down: the connection
+            // is closed and the panic counted (the panic message is logged by the hook).
+            let driven =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drive(slot, now)));
+            if driven.is_err() {
+                self.stats.panicked.add(1);
+                if let Some(conn) = self.conns.get(slot) {
+                    conn_log!(
+                        error,
+                        self.index,
+                        slot,
+                        conn.peer,
+                        "handling panicked: closing"
+                    );
+                }
+                self.to_close.push(slot);
+            }
         }
         // Keep the allocation for the next turn.
         let mut dirty = dirty;
@@ -484,7 +500,13 @@ impl Core {
             }
             let mut conn = self.conns.remove(slot);
             let mut cx = core_cx!(self, conn_ref(self.index, slot, conn.generation));
-            conn.session.release(now, &mut cx);
+            // Releasing a connection whose handling panicked may panic again: contain it too.
+            let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                conn.session.release(now, &mut cx)
+            }));
+            if released.is_err() {
+                self.stats.panicked.add(1);
+            }
             self.stats.connections.sub(1);
             conn_log!(debug, self.index, slot, conn.peer, "closed");
             // Dropping the socket closes it and removes it from the poll set.
