@@ -260,7 +260,8 @@ fn assert_unique(channels: &[Channel]) {
 
 /// `POST /pub/` with a text body: the query, header lines and body come from the input, the
 /// engine accepts what reaches it; an accepted body must come back unchanged, and its text
-/// frame must hold it (spec/publishing.md §1, spec/text-format.md).
+/// frame must hold it (spec/publishing.md §1, spec/text-format.md). A query with
+/// `binaryMode=true` makes it a protobuf publish, checked by the session only.
 ///
 /// Byte 0: bit 0 `/bitrix/pub/` instead of `/pub/`, bit 1 the keyless configuration. Then
 /// the query up to `\n`, header lines up to an empty line, and the body.
@@ -297,8 +298,13 @@ pub fn text_publish(data: &[u8]) {
     h.arrive(&request);
     h.engine_step(0);
     h.finish();
+    // With `binaryMode=true` in the query the body is a protobuf request (`request_batch`).
+    let binary = std::str::from_utf8(query)
+        .ok()
+        .and_then(|q| query_param(q, "binaryMode"))
+        .is_some_and(|v| v == b"true");
     let published = &h.scripted.published;
-    let Some((status, answer)) = first_answer(&h.written) else {
+    let Some((status, answer)) = first_answer(&h.written).filter(|_| !binary) else {
         return;
     };
     match status {
