@@ -5,6 +5,8 @@
 pub mod config;
 pub mod conn;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod message;
 pub mod metrics;

@@ -197,7 +197,7 @@ fn text_publish(s: &mut Session, request: BodyRequest, now: Instant, cx: &mut Cx
         respond::error(&mut s.out, 400, 4013, reason, p);
         return s.finish_request(p, now, cx);
     }
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&request.body).is_err() {
+    if !request::is_json(&request.body) {
         let reason = "Wrong Request Data. The body is not JSON.";
         respond::error(&mut s.out, 400, 4013, reason, p);
         return s.finish_request(p, now, cx);

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::storage::{StorageLayer, StorageType};
-use super::{ConfigError, Layer, ListenerConfig, SignatureAlgo, Storage, file};
+use super::{Config, ConfigError, Layer, ListenerConfig, SignatureAlgo, Storage, file};
 
 /// Routes (path prefixes) every pushpull sub listener serves: the reference's `routes.sub`
 /// values in BitrixVM (`/bitrix/subws/`), its nginx long-poll path and the bare forms.
@@ -217,6 +217,43 @@ pub fn load(
         (None, None) => BitrixConfig::default(),
     };
     Ok((config, warnings.into_list()))
+}
+
+/// The configuration `Config::load` makes from Bitrix files given as text: one
+/// `push-server-*.json` file and/or the sysconfig file, with pushpull's defaults for the rest.
+/// The same steps as [`load`] and `Config::load_from` without the file system, for the fuzz
+/// targets (`crate::fuzzing`).
+pub(crate) fn config_from_texts(
+    json: Option<(&Path, &str)>,
+    sysconfig: Option<(&Path, &str)>,
+) -> Result<Config, ConfigError> {
+    let mut warnings = Warnings::default();
+    let from_sys = match sysconfig {
+        Some((path, text)) => Some(sysconfig::parse(path, text, &mut warnings)?),
+        None => None,
+    };
+    let from_json = match json {
+        Some((path, text)) => {
+            let mut merged = Merge::default();
+            merged.add(path, json::parse(path, text, &mut warnings)?)?;
+            Some(merged.finish())
+        }
+        None => None,
+    };
+    let bx = match (from_json, from_sys) {
+        (Some(json), Some(sys)) => overlay(json, sys, &mut warnings),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => BitrixConfig::default(),
+    };
+    let mut config = Config {
+        bitrix_sources: bx.files.clone(),
+        warnings: warnings.into_list(),
+        ..Config::default()
+    };
+    config.apply(bx.into_layer().checked()?);
+    config.normalize();
+    config.validate()?;
+    Ok(config)
 }
 
 /// The JSON files of `dir` in serving order (`config.json`, sub files, pub files, each by
