@@ -239,6 +239,9 @@ macro_rules! cx {
     };
 }
 
+/// The peer address of a harness's connection (`publish_allow` is not set, so any would do).
+const PEER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 impl<'a> Harness<'a> {
     pub(super) fn new(kind: ListenerKind, variant: u8, capacity: usize) -> Self {
         let shared = shared(variant);
@@ -246,7 +249,7 @@ impl<'a> Harness<'a> {
         let now = Instant::now();
         Self {
             shared,
-            session: Session::new(kind, now, &shared.config),
+            session: Session::new(kind, PEER, now, &shared.config),
             hub: Hub::new(),
             engine: EngineHandle::new(tx),
             commands,
