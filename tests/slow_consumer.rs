@@ -262,3 +262,59 @@ fn stalled_subscribers_keep_server_memory_flat() {
     let mid = srv.publish(&ch, &body(1));
     assert_eq!(reader.messages(1, WAIT)[0].mid, mid);
 }
+
+/// spec/limits.md (`out_queue_bytes`), spec/websocket.md §5: a WebSocket subscriber that stalls
+/// until its queue is full, then reads again within the linger time, finds the messages framed
+/// before the cut followed by close 1008 `Output queue full.`, in order, and then the end of the
+/// connection.
+#[test]
+fn slow_websocket_gets_close_1008_after_what_was_framed() {
+    let srv = start(|c| {
+        c.max_payload = 16 * 1024;
+        c.out_queue_bytes = 64 * 1024;
+    });
+    let ch = channel();
+    let mut slow = Ws::connect(srv.sub, &ch, None);
+    srv.wait_subscribers(&ch, 1);
+    let pad = "p".repeat(4096);
+    let mut sent = 0;
+    while srv.core_sum("slow_closed") == 0 {
+        assert!(sent < 20_000, "never cut off after {sent} messages");
+        let body =
+            format!(r#"{{"module_id":"t","command":"c","params":{{"n":{sent},"pad":"{pad}"}}}}"#);
+        let r = publish_raw(srv.publ, &ch, body.as_bytes(), None);
+        assert_eq!(r.status, 200);
+        sent += 1;
+    }
+    // Read everything the server still sends: messages in order, then the close frame.
+    let until = deadline(Duration::from_secs(10));
+    let mut next = 0u64;
+    let close = loop {
+        match slow.try_frame(until) {
+            Ok(f) if f.opcode == op::TEXT => {
+                for m in parse_messages(&f.payload) {
+                    assert_eq!(m.text()["params"]["n"], next, "in order, none skipped");
+                    next += 1;
+                }
+            }
+            Ok(f) if f.opcode == op::CLOSE => break f,
+            Ok(f) if f.opcode == op::PING => {}
+            Ok(f) => panic!("unexpected frame {f:?}"),
+            Err(e) => panic!("no close frame after {next} messages: {e:?}"),
+        }
+    };
+    assert_eq!(
+        u16::from_be_bytes([close.payload[0], close.payload[1]]),
+        1008
+    );
+    assert_eq!(&close.payload[2..], b"Output queue full.");
+    assert!(
+        next > 0 && next < sent as u64,
+        "{next} of {sent} framed before the cut"
+    );
+    assert!(
+        slow.conn.closed_within(Duration::from_secs(5)),
+        "still open"
+    );
+    assert_eq!(srv.core_sum("slow_closed"), 1);
+}

@@ -40,6 +40,11 @@ pub use websocket::Ws;
 /// Time a closing connection waits for the peer to finish after our last byte (lingering close),
 /// so a close frame or error answer is not destroyed by a reset: 2 s.
 pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// Close code of a WebSocket subscriber whose output queue is full (RFC 6455 1008, policy
+/// violation: it does not read what it subscribed to).
+pub const SLOW_CLOSE_CODE: u16 = 1008;
+/// Close reason of a WebSocket subscriber whose output queue is full.
+pub const SLOW_CLOSE_REASON: &str = "Output queue full.";
 
 /// What every connection of the process shares (read-only).
 #[derive(Debug)]
@@ -613,6 +618,20 @@ impl Session {
             }
             State::Closing(_) => Flow::Continue,
             State::Head | State::Body(_) => Flow::Abort,
+        }
+    }
+
+    /// The subscriber's output queue is full (spec/limits.md `out_queue_bytes`): a WebSocket gets
+    /// close 1008 after what is already framed (messages not framed yet are dropped) and then
+    /// lingers at most [`DEFAULT_LINGER`]; anything else is closed at once (`Flow::Abort`).
+    pub fn on_slow(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        match &mut self.state {
+            State::WebSocket(ws) => {
+                ws.close(&mut self.out, SLOW_CLOSE_CODE, SLOW_CLOSE_REASON);
+                self.close(now, cx);
+                Flow::Continue
+            }
+            _ => Flow::Abort,
         }
     }
 

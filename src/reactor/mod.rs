@@ -285,6 +285,7 @@ impl Core {
             match msg {
                 CoreMsg::Deliver(message) => {
                     let limit = self.shared.config.out_queue_bytes;
+                    let mut slow = Vec::new();
                     for channel in message.receivers.iter() {
                         for slot in self.hub.subscribers(channel) {
                             let slot = slot as usize;
@@ -293,19 +294,15 @@ impl Core {
                             };
                             match conn.session.on_deliver(&message, limit) {
                                 Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
-                                Flow::Abort => {
-                                    self.stats.slow_closed.add(1);
-                                    conn_log!(
-                                        info,
-                                        self.index,
-                                        slot,
-                                        conn.peer,
-                                        "output queue full: closing slow subscriber"
-                                    );
-                                    self.to_close.push(slot);
-                                }
+                                Flow::Abort => slow.push(slot),
                             }
                         }
+                    }
+                    // A connection on several of the message's channels is cut once.
+                    slow.sort_unstable();
+                    slow.dedup();
+                    for slot in slow {
+                        self.slow_consumer(slot, now);
                     }
                 }
                 CoreMsg::Shutdown => return Drain::Stop,
@@ -336,6 +333,27 @@ impl Core {
         }
         self.busy = true;
         Drain::Continue
+    }
+
+    /// A subscriber whose output queue is full: counted, logged, and closed (a WebSocket with a
+    /// close code after what is already framed).
+    fn slow_consumer(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        self.stats.slow_closed.add(1);
+        conn_log!(
+            info,
+            self.index,
+            slot,
+            conn.peer,
+            "output queue full: closing slow subscriber"
+        );
+        let mut cx = core_cx!(self, conn_ref(self.index, slot, conn.generation));
+        match conn.session.on_slow(now, &mut cx) {
+            Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
+            Flow::Abort => self.to_close.push(slot),
+        }
     }
 
     fn on_timer(&mut self, key: TimerKey, tick: u64, now: Instant) {
