@@ -194,9 +194,19 @@ pub(crate) fn parse_file(path: &Path, text: &str) -> Result<Layer, ConfigError> 
     })
 }
 
-/// `text` with line breaks replaced, so it stays inside one TOML comment.
+/// `text` made safe inside one TOML comment: line breaks become spaces, other control
+/// characters (which TOML forbids in comments, tab aside) become `\u{…}` escapes.
 fn one_line(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The 1-based line and column (in characters) of byte `offset` in `text`.
@@ -282,6 +292,27 @@ mod tests {
             "18446744073709551615h",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    /// `check-config` output stays valid TOML whatever the warnings and file names hold. Found
+    /// by the `config` fuzz target (fuzz/regressions/config/crash-18619ff8-control-in-warning):
+    /// an unknown key with a DEL character in a Bitrix file was printed raw in a comment.
+    #[test]
+    fn comments_hold_no_control_characters() {
+        let config = Config {
+            warnings: vec!["unknown key a\u{7f}b\u{0}c\r\nd\te\u{85} ignored".to_owned()],
+            bitrix_sources: vec![std::path::PathBuf::from("/etc/p\u{1b}s.json")],
+            ..Config::default()
+        };
+        let text = to_toml(&config);
+        assert!(
+            text.contains("# warning: unknown key a\\u{7f}b\\u{0}c  d\te\\u{85} ignored\n"),
+            "{text}"
+        );
+        assert!(text.contains("#   /etc/p\\u{1b}s.json\n"), "{text}");
+        if let Err(e) = toml::from_str::<toml::Table>(&text) {
+            panic!("not TOML ({e}):\n{text}");
         }
     }
 
