@@ -120,6 +120,10 @@ pub const MIN_MAX_PAYLOAD: usize = 1024;
 pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
 /// Shortest `stats_interval` accepted: refreshing more than once a second only costs CPU.
 pub const MIN_STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest value of a count or byte-size setting: the largest integer a TOML file can hold
+/// (`i64::MAX`), so that `check-config` can print every valid configuration. A Bitrix file or
+/// the environment could give more, which would mean nothing more.
+pub const MAX_COUNT: u64 = i64::MAX as u64;
 /// The log levels `log_level` accepts.
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
@@ -628,6 +632,21 @@ impl Config {
             );
         }
         self.validate_listeners()?;
+        for (field, value) in [
+            ("channel_history", self.channel_history),
+            ("history_max_bytes", self.history_max_bytes),
+            ("replay_max", self.replay_max),
+            ("max_payload", self.max_payload),
+            ("max_channels_per_request", self.max_channels_per_request),
+            ("max_connections", self.max_connections),
+            ("out_queue_bytes", self.out_queue_bytes),
+            ("max_conn_per_channel", self.max_conn_per_channel),
+            ("max_messages_per_request", self.max_messages_per_request),
+        ] {
+            if !u64::try_from(value).is_ok_and(|v| v <= MAX_COUNT) {
+                return invalid(field, format!("must be at most {MAX_COUNT}, got {value}"));
+            }
+        }
         if let Some(key) = &self.security_key {
             if file::looks_redacted(key) {
                 return invalid(

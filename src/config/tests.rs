@@ -629,6 +629,33 @@ fn to_toml_round_trips_except_the_key() {
     }
 }
 
+/// Counts a TOML file cannot hold (possible from a Bitrix file or the environment) are refused,
+/// so `check-config` prints every valid configuration. Found by the config fuzz target:
+/// fuzz/regressions/config/crash-682a0892-count-beyond-toml printed "cannot print the
+/// configuration" for a Bitrix `maxChannelsPerRequest` of 15532559262904483840.
+#[test]
+fn counts_fit_the_file_format() {
+    let above = (MAX_COUNT + 1).to_string();
+    for (var, field) in [
+        (
+            "PUSHPULL_MAX_CHANNELS_PER_REQUEST",
+            "max_channels_per_request",
+        ),
+        ("PUSHPULL_HISTORY_MAX_BYTES", "history_max_bytes"),
+        ("PUSHPULL_OUT_QUEUE_BYTES", "out_queue_bytes"),
+    ] {
+        assert_eq!(invalid_field(&[], &[(var, &above)], ""), field);
+    }
+    let most = MAX_COUNT.to_string();
+    let config = ok(&[], &[("PUSHPULL_MAX_CHANNELS_PER_REQUEST", &most)], "");
+    let text = config.to_toml();
+    assert!(
+        text.contains(&format!("max_channels_per_request = {most}\n")),
+        "{text}"
+    );
+    assert_eq!(ok(&["-c", "printed.toml"], &[], &text), config);
+}
+
 #[test]
 fn to_toml_contains_every_key() {
     let text = unusual().to_toml();

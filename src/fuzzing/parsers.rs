@@ -299,10 +299,11 @@ pub fn text_publish(data: &[u8]) {
     h.engine_step(0);
     h.finish();
     // With `binaryMode=true` in the query the body is a protobuf request (`request_batch`).
-    let binary = std::str::from_utf8(query)
-        .ok()
-        .and_then(|q| query_param(q, "binaryMode"))
-        .is_some_and(|v| v == b"true");
+    // The query as the server reads it (without a `#fragment`).
+    let binary = match parse_request_head(&request, &HeadLimits::default()) {
+        Ok(Some((_, head))) => query_param(&head.query, "binaryMode").is_some_and(|v| v == b"true"),
+        _ => false,
+    };
     let published = &h.scripted.published;
     let Some((status, answer)) = first_answer(&h.written).filter(|_| !binary) else {
         return;
