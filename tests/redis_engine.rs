@@ -61,27 +61,6 @@ fn node(redis: &RedisServer, f: impl FnOnce(&mut Config)) -> TestServer {
     srv
 }
 
-/// Each channel signed with [`KEY`], joined with `/`.
-fn token(channels: &[&str]) -> String {
-    channels
-        .iter()
-        .map(|c| sign(KEY, c))
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// A text WebSocket on `srv` listening on `channels`, registered with the node's engine: it
-/// also listens on a marker channel no other connection uses, and the node reporting the marker
-/// as listened on proves the subscription was processed.
-fn ws_on(srv: &TestServer, channels: &[&str]) -> Ws {
-    let marker = channel();
-    let mut all = channels.to_vec();
-    all.push(&marker);
-    let ws = Ws::connect(srv.sub, &token(&all), None);
-    srv.wait_subscribers(&marker, 1);
-    ws
-}
-
 /// The stored `OutgoingMessage` of `mid`.
 fn stored(c: &mut redis::Connection, mid: &str) -> pb::OutgoingMessage {
     let bytes = get(c, &message_key(mid)).unwrap_or_else(|| panic!("message:<{mid}> is stored"));

@@ -63,15 +63,6 @@ fn node(servers: &[&RedisServer], f: impl FnOnce(&mut Config)) -> TestServer {
     srv
 }
 
-/// Each channel signed with [`KEY`], joined with `/`.
-fn token(channels: &[&str]) -> String {
-    channels
-        .iter()
-        .map(|c| sign(KEY, c))
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 /// The server index of a private channel given as hex.
 fn shard(ch: &str, shards: usize) -> usize {
     let id = ChannelId::from_hex(ch.as_bytes()).expect("hex channel");
@@ -89,17 +80,6 @@ fn channels_per_shard(shards: usize, per: usize) -> Vec<Vec<String>> {
         }
     }
     out
-}
-
-/// A text WebSocket on `srv` listening on `channels`, registered with the node's engine (the
-/// node counts it on a marker channel).
-fn ws_on(srv: &TestServer, channels: &[&str]) -> Ws {
-    let marker = channel();
-    let mut all = channels.to_vec();
-    all.push(&marker);
-    let ws = Ws::connect(srv.sub, &token(&all), None);
-    srv.wait_subscribers(&marker, 1);
-    ws
 }
 
 fn now_secs() -> u64 {

@@ -56,6 +56,27 @@ enum Durability {
     Aof,
 }
 
+/// Each channel signed with the tests' [`crate::common::KEY`], joined with `/`.
+pub fn token(channels: &[&str]) -> String {
+    channels
+        .iter()
+        .map(|c| crate::common::sign(crate::common::KEY, c))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A text WebSocket on `srv` listening on `channels`, registered with the node's engine: it
+/// also listens on a marker channel no other connection uses, and the node reporting the marker
+/// as listened on proves the subscription was processed.
+pub fn ws_on(srv: &crate::common::TestServer, channels: &[&str]) -> crate::common::Ws {
+    let marker = crate::common::channel();
+    let mut all = channels.to_vec();
+    all.push(&marker);
+    let ws = crate::common::Ws::connect(srv.sub, &token(&all), None);
+    srv.wait_subscribers(&marker, 1);
+    ws
+}
+
 /// The `redis-server` binary: `$PUSHPULL_REDIS_SERVER`, the first on `PATH`, or
 /// `/usr/bin/redis-server`.
 pub fn find_redis_server() -> Option<PathBuf> {

@@ -142,7 +142,7 @@ impl RedisEngine {
         for addr in &addrs {
             clients.push(client(&settings.redis, addr)?);
         }
-        let uid = process_uid();
+        let uid = link::process_uid();
         info!(
             "redis engine: process {uid}, publishing on {}{uid}{}",
             scripts::PUBSUB_PREFIX,
@@ -382,49 +382,25 @@ impl RedisEngine {
     /// message values (spec/cluster.md §4); sharded, the same on every server (§9).
     fn replay_batch(&mut self, replays: Vec<ReplayRequest>) {
         let limit = self.settings.replay_max;
-        if self.sharded() {
+        let (pages, issued) = if self.sharded() {
             // Messages after what the merge released reach the subscribers live.
             let upto = self.merge.released();
-            let (pages, issued) = sharded_pages(&mut self.links, &replays, limit, upto);
-            for (r, (messages, more, last_id)) in replays.into_iter().zip(pages) {
-                self.cores.answer(
-                    r.conn,
-                    CoreMsg::Replay {
-                        conn: r.conn,
-                        messages,
-                        more,
-                        last_id,
-                        issued,
-                    },
-                );
-            }
-            return;
-        }
-        let pages = match self.links[0].get() {
-            None => None,
-            Some(conn) => {
-                let result = replay_pages(conn, &replays, limit);
-                if let Err(e) = &result {
-                    self.links[0].failed(e);
+            sharded_pages(&mut self.links, &replays, limit, upto)
+        } else {
+            let link = &mut self.links[0];
+            let result = link.get().map(|conn| replay_pages(conn, &replays, limit));
+            match result {
+                Some(Ok(answer)) => answer,
+                failed => {
+                    if let Some(Err(e)) = &failed {
+                        link.failed(e);
+                    }
+                    // Redis unreachable: the connections live on with live messages only.
+                    let empty = || (Vec::new(), false, None);
+                    (replays.iter().map(|_| empty()).collect(), None)
                 }
-                result.ok()
             }
         };
-        let Some(pages) = pages else {
-            // Redis unreachable: the connection lives on with live messages only.
-            for r in replays {
-                let msg = CoreMsg::Replay {
-                    conn: r.conn,
-                    messages: Vec::new(),
-                    more: false,
-                    last_id: None,
-                    issued: None,
-                };
-                self.cores.answer(r.conn, msg);
-            }
-            return;
-        };
-        let (pages, issued) = pages;
         for (r, (messages, more, last_id)) in replays.into_iter().zip(pages) {
             self.cores.answer(
                 r.conn,
@@ -483,9 +459,4 @@ impl RedisEngine {
         self.merge.set_live(shard, true, &mut self.out);
         self.deliver();
     }
-}
-
-/// Eight random base-36 characters, as the reference's process uid.
-fn process_uid() -> String {
-    link::process_uid()
 }
