@@ -200,8 +200,9 @@ impl Fake {
                 format!("HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n{conn}\r\n")
                     .into_bytes()
             } else if new.is_empty() {
-                let last = self.newest(&ch);
-                let last = if last == 0 { String::new() } else { mid(last) };
+                // Nothing after `after` was seen: say `after`, never a newer id published since
+                // the wait ended (the client would skip that message).
+                let last = if after == 0 { String::new() } else { mid(after) };
                 format!("HTTP/1.1 304 Not Modified\r\nLast-Message-Id: {last}\r\n{conn}\r\n")
                     .into_bytes()
             } else {
