@@ -202,7 +202,11 @@ impl Fake {
             } else if new.is_empty() {
                 // Nothing after `after` was seen: say `after`, never a newer id published since
                 // the wait ended (the client would skip that message).
-                let last = if after == 0 { String::new() } else { mid(after) };
+                let last = if after == 0 {
+                    String::new()
+                } else {
+                    mid(after)
+                };
                 format!("HTTP/1.1 304 Not Modified\r\nLast-Message-Id: {last}\r\n{conn}\r\n")
                     .into_bytes()
             } else {
