@@ -318,6 +318,87 @@ fn pipelined_publishes_on_keep_alive() {
     assert_eq!(got, mids);
 }
 
+/// spec/publishing.md §8: a long pipeline (more than `DEFAULT_MAX_PIPELINED` publishes) mixed
+/// with refused publishes and a channel query is answered in request order, every accepted
+/// message is delivered in order, and `Connection: close` on the last request closes the
+/// connection after its answer.
+#[test]
+fn long_pipeline_answers_in_request_order() {
+    let srv = start_default();
+    let ch = channel();
+    let mut ws = Ws::connect(srv.sub, &ch, None);
+    srv.wait_subscribers(&ch, 1);
+    let n = pushpull::conn::DEFAULT_MAX_PIPELINED * 3 + 5;
+    let path = format!("/bitrix/pub/?CHANNEL_ID={ch}");
+    let mut all = Vec::new();
+    let mut expect = Vec::new();
+    for i in 0..n {
+        let close = [("Connection", "close")];
+        let headers: &[(&str, &str)] = if i == n - 1 { &close } else { &[] };
+        if i % 17 == 5 {
+            all.extend(format_request("POST", &path, headers, b"not json"));
+            expect.push("refused");
+        } else if i == n / 2 {
+            all.extend(format_request("GET", &path, headers, b""));
+            expect.push("info");
+        } else {
+            all.extend(format_request("POST", &path, headers, body(i).as_bytes()));
+            expect.push("mid");
+        }
+    }
+    let mut c = Conn::connect(srv.publ);
+    c.send(&all);
+    let mut mids = Vec::new();
+    for (i, what) in expect.iter().enumerate() {
+        let r = c.response();
+        match *what {
+            "refused" => {
+                assert_eq!(r.status, 400, "request {i}: {}", r.text());
+                assert!(r.text().starts_with("4013"), "request {i}: {}", r.text());
+            }
+            "info" => {
+                assert_eq!(r.status, 200, "request {i}");
+                let v: Value = serde_json::from_slice(&r.body).unwrap();
+                assert_eq!(v["infos"][0]["subscribers"], 1, "request {i}: {v}");
+            }
+            _ => mids.push(mid_of(&r)),
+        }
+    }
+    assert!(
+        c.closed_within(WAIT),
+        "Connection: close on the last request"
+    );
+    for w in mids.windows(2) {
+        assert!(w[0] < w[1], "{} then {}", w[0], w[1]);
+    }
+    let got: Vec<String> = ws
+        .messages(mids.len(), WAIT)
+        .into_iter()
+        .map(|m| m.mid)
+        .collect();
+    assert_eq!(got, mids);
+}
+
+/// spec/publishing.md §8: a publisher that sends a pipeline and half-closes its side still gets
+/// every answer, then the connection closes.
+#[test]
+fn pipeline_then_half_close_gets_every_answer() {
+    let srv = start_default();
+    let ch = channel();
+    let path = format!("/bitrix/pub/?CHANNEL_ID={ch}");
+    let mut all = Vec::new();
+    for i in 0..100 {
+        all.extend(format_request("POST", &path, &[], body(i).as_bytes()));
+    }
+    let mut c = Conn::connect(srv.publ);
+    c.send(&all);
+    c.shutdown_write();
+    let mids: Vec<String> = (0..100).map(|_| mid_of(&c.response())).collect();
+    assert_eq!(mids.len(), 100);
+    assert!(c.closed_within(WAIT));
+    assert_eq!(srv.stats()["published"], 100);
+}
+
 /// spec/publishing.md §4: one message to many subscribers is the same bytes for each.
 #[test]
 fn encoded_once_same_bytes_for_everyone() {

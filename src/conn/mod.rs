@@ -11,15 +11,22 @@
 //!                     │                          Polling ─(messages | hold)───┘
 //!                     ├─ GET sub + Upgrade ──▶ WebSocket ──(close)──▶ Closing
 //!                     └─ error, Connection: close ─────────────────▶ Closing ──▶ closed
+//!
+//!   Awaiting(keep-alive publish) ──(next request buffered)──▶ parked in `pipeline` ──▶ Head
 //! ```
+//!
+//! A parked publish (pipelining, `pipeline.rs`) keeps the place of its answer in the output
+//! buffer; only the bytes before the oldest parked answer are offered to the socket.
 //!
 //! Writable invariant: every method that appends to the output buffer is called by the reactor
 //! through a path that marks the connection dirty, so the output is flushed in the same loop turn.
 
 mod http;
 mod lockdown;
+mod pipeline;
 mod publish;
 mod respond;
+mod sub;
 mod websocket;
 
 use std::net::IpAddr;
@@ -27,13 +34,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{Config, ListenerKind};
-use crate::engine::{ConnRef, CoreMsg, EngineCmd, EngineHandle};
+use crate::engine::{ConnRef, CoreMsg, EngineHandle};
 use crate::hub::Hub;
-use crate::message::{Channel, ChannelId, Format, MessageId, SharedMessage};
+use crate::message::{MessageId, SharedMessage};
 use crate::metrics::{CoreStats, EngineStats};
 use crate::proto::channel::Signer;
 use crate::proto::http::Persistence;
 use crate::proto::request;
+use publish::Reply;
+use sub::{Paging, Sub, SubRequest};
+
+pub use pipeline::DEFAULT_MAX_PIPELINED;
+use pipeline::Pipeline;
 
 pub use websocket::Ws;
 
@@ -139,9 +151,10 @@ enum State {
     // call: on_input (body bytes)
     // next: Awaiting, Head, Closing
     Body(Box<publish::BodyRequest>),
-    // call: on_engine (publish or channel info answer)
+    // call: on_engine (publish or channel info answer), process (a keep-alive publish with a
+    //       next request buffered is parked)
     // next: Head, Closing
-    Awaiting(Persistence, publish::Reply),
+    Awaiting(Persistence, Reply),
     // call: on_deliver, on_engine (replay), on_timeout (hold)
     // next: Head, Closing
     Polling(Box<Poll>),
@@ -162,218 +175,6 @@ struct Poll {
     since: Option<MessageId>,
 }
 
-/// Where a subscription stands in its replay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    // call: replayed
-    // next: Live, PageWanted (WebSocket), Final (long-poll)
-    /// A replay page is on its way from the engine: live messages are held back.
-    Replaying,
-    // call: next_page (when the output has drained)
-    // next: Replaying
-    /// A page was written and more are stored (WebSocket); live messages are still held back.
-    PageWanted,
-    // call: offer
-    /// Replay done: live messages go straight out.
-    Live,
-    /// A long-poll answers with this replay page only; nothing more is taken.
-    Final,
-}
-
-/// What a subscribe request asks for (spec/longpoll.md §1).
-#[derive(Debug)]
-struct SubRequest {
-    channels: Vec<Channel>,
-    capped: Vec<Channel>,
-    own_public: Option<ChannelId>,
-    since: Option<MessageId>,
-    format: Format,
-}
-
-/// A live subscription: its channels, replay progress and messages waiting to be written.
-#[derive(Debug)]
-struct Sub {
-    channels: Arc<[Channel]>,
-    capped: Arc<[Channel]>,
-    format: Format,
-    phase: Phase,
-    /// Live messages that arrived while the replay was still running.
-    held: Vec<SharedMessage>,
-    /// Messages ready to be written, in order.
-    pending: Vec<SharedMessage>,
-    /// Bytes of `held` and `pending` together.
-    pending_bytes: usize,
-    /// Newest id handed to the client: later duplicates (a message on two of the connection's
-    /// channels, or one both replayed and delivered live) are skipped.
-    last_sent: Option<MessageId>,
-    /// Newest stored id at subscription time (for the long-poll 304).
-    last_stored: Option<MessageId>,
-    /// The request's `mid`, until the first replay answer says whether to trust it.
-    since: Option<MessageId>,
-}
-
-impl Sub {
-    fn start(request: SubRequest, cx: &mut Cx<'_>) -> Option<Self> {
-        let SubRequest {
-            channels,
-            capped,
-            since,
-            format,
-            ..
-        } = request;
-        let channels: Arc<[Channel]> = channels.into();
-        let capped: Arc<[Channel]> = capped.into();
-        let cmd = EngineCmd::Subscribe {
-            conn: cx.conn,
-            channels: channels.clone(),
-            capped: capped.clone(),
-            since,
-        };
-        cx.engine.send_reliable(cmd).ok()?;
-        cx.hub.subscribe(cx.conn.slot, &channels);
-        Some(Self {
-            channels,
-            capped,
-            format,
-            phase: Phase::Replaying,
-            held: Vec::new(),
-            pending: Vec::new(),
-            pending_bytes: 0,
-            last_sent: None,
-            last_stored: None,
-            since,
-        })
-    }
-
-    fn stop(&self, cx: &mut Cx<'_>) {
-        cx.hub.unsubscribe(cx.conn.slot, &self.channels);
-        let cmd = EngineCmd::Unsubscribe {
-            conn: cx.conn,
-            channels: self.channels.clone(),
-            capped: self.capped.clone(),
-        };
-        // A full overflow only loses a count decrement (the channel looks subscribed longer).
-        let _ = cx.engine.send_reliable(cmd);
-    }
-
-    /// A live message. `Flow::Abort` when the output queue limit is passed.
-    fn offer(&mut self, msg: &SharedMessage, limit: usize) -> Flow {
-        match self.phase {
-            Phase::Replaying | Phase::PageWanted => {
-                self.held.push(msg.clone());
-                self.pending_bytes += msg.encoded(self.format).len();
-            }
-            Phase::Live if self.last_sent.is_none_or(|last| msg.id > last) => {
-                self.push(msg.clone());
-            }
-            Phase::Live | Phase::Final => {}
-        }
-        if self.pending_bytes > limit {
-            Flow::Abort
-        } else {
-            Flow::Continue
-        }
-    }
-
-    fn push(&mut self, msg: SharedMessage) {
-        self.last_sent = Some(msg.id);
-        self.pending_bytes += msg.encoded(self.format).len();
-        self.pending.push(msg);
-    }
-
-    /// The first replay answer tells the newest id issued: a `mid` at or below it names a message
-    /// the client has, so messages up to it are duplicates (a long-poll that moved to a node still
-    /// behind on the stream). A `mid` above it (another server, a clock set back) is not trusted,
-    /// so such a client is never deaf to live messages.
-    fn trust_since(&mut self, issued: Option<MessageId>) {
-        if let Some(since) = self.since.take() {
-            if issued.is_some_and(|issued| since <= issued) {
-                self.last_sent = self.last_sent.max(Some(since));
-            }
-        }
-    }
-
-    /// A replay page; `paging` says how it ends the replay. Held live messages up to the page's
-    /// last id are merged into it in id order (unstored ones are in no page), the rest stay held
-    /// for the next page, or follow the last page.
-    fn replayed(&mut self, messages: Vec<SharedMessage>, paging: Paging, last: Option<MessageId>) {
-        self.last_stored = self.last_stored.max(last);
-        let page_last = messages.last().map(|m| m.id);
-        let held = std::mem::take(&mut self.held);
-        let (mut merged, keep): (Vec<_>, Vec<_>) = match paging {
-            Paging::Done => (held, Vec::new()),
-            Paging::Continue | Paging::Stop => held
-                .into_iter()
-                .partition(|h| page_last.is_some_and(|last| h.id <= last)),
-        };
-        merged.extend(messages);
-        merged.sort_by_key(|m| m.id);
-        merged.dedup_by_key(|m| m.id);
-        for msg in merged {
-            if self.last_sent.is_none_or(|l| msg.id > l) {
-                self.push(msg);
-            }
-        }
-        self.phase = match paging {
-            Paging::Continue => {
-                self.held = keep;
-                Phase::PageWanted
-            }
-            Paging::Done => Phase::Live,
-            // More stored messages follow this page: the newer live ones would move the
-            // client's `mid` past them, so they are left to its next request.
-            Paging::Stop => Phase::Final,
-        };
-        self.recount();
-    }
-
-    /// Asks the engine for the next replay page once the output has room for it.
-    fn next_page(&mut self, unsent: usize, limit: usize, cx: &mut Cx<'_>) -> Flow {
-        if self.phase != Phase::PageWanted || unsent + self.pending_bytes > limit / 2 {
-            return Flow::Continue;
-        }
-        let cmd = EngineCmd::ReplayMore {
-            conn: cx.conn,
-            channels: self.channels.clone(),
-            since: self.last_sent.unwrap_or_default(),
-        };
-        if cx.engine.send_reliable(cmd).is_err() {
-            return Flow::Abort;
-        }
-        self.phase = Phase::Replaying;
-        Flow::Continue
-    }
-
-    /// Whether a long-poll may answer now.
-    fn ready(&self) -> bool {
-        !self.pending.is_empty() && matches!(self.phase, Phase::Live | Phase::Final)
-    }
-
-    fn recount(&mut self) {
-        let format = self.format;
-        let bytes =
-            |v: &Vec<SharedMessage>| v.iter().map(|m| m.encoded(format).len()).sum::<usize>();
-        self.pending_bytes = bytes(&self.pending) + bytes(&self.held);
-    }
-
-    fn take_pending(&mut self) -> Vec<SharedMessage> {
-        let taken = std::mem::take(&mut self.pending);
-        self.recount();
-        taken
-    }
-}
-
-/// How a replay page ends the replay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Paging {
-    /// More pages follow (WebSocket): keep live messages held.
-    Continue,
-    /// Last page: release the held live messages after it.
-    Done,
-    /// Answer with this page only (long-poll with more pages left).
-    Stop,
-}
-
 /// One connection's session.
 #[derive(Debug)]
 pub struct Session {
@@ -388,6 +189,11 @@ pub struct Session {
     head_started: bool,
     /// Body bytes of the last request still to be dropped.
     skip: u64,
+    /// Publishes passed to the engine while later requests were read (pipelining).
+    pipeline: Pipeline,
+    /// The peer half-closed with requests still buffered: they are answered, then the
+    /// connection closes.
+    peer_done: bool,
 }
 
 impl Session {
@@ -402,6 +208,8 @@ impl Session {
             head_until: now + config.keepalive_timeout,
             head_started: false,
             skip: 0,
+            pipeline: Pipeline::default(),
+            peer_done: false,
         }
     }
 
@@ -416,10 +224,20 @@ impl Session {
 
     /// The peer closed its sending side.
     pub fn on_eof(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        if !self.pipeline.is_empty() && matches!(self.state, State::Head | State::Body(_)) {
+            // Parked publishes are answered first; a half-read request is dropped.
+            self.close(now, cx);
+            return Flow::Continue;
+        }
         match &mut self.state {
-            // An answer is on its way: send it, then close.
+            // An answer is on its way: send it, then close; requests received after it are
+            // answered first.
             State::Awaiting(p, _) => {
-                *p = Persistence::Close;
+                if self.rbuf.is_empty() {
+                    *p = Persistence::Close;
+                } else {
+                    self.peer_done = true;
+                }
                 Flow::Continue
             }
             State::Closing(_) => Flow::Abort,
@@ -468,6 +286,12 @@ impl Session {
                 Flow::Continue
             }
             CoreMsg::Published { result, .. } => {
+                if self.pipeline.answer(&mut self.out, result) {
+                    if self.pipeline.is_empty() {
+                        self.pipeline_drained(now, cx);
+                    }
+                    return Flow::Continue;
+                }
                 // A WebSocket's publications get no answer (spec/binary.md §4).
                 if let State::Awaiting(p, reply) = self.state {
                     publish::published(&mut self.out, reply, result, p);
@@ -555,14 +379,16 @@ impl Session {
         Flow::Continue
     }
 
-    /// Bytes waiting to be written.
+    /// Bytes that may be written now (none past the answer of a parked publish).
     pub fn output(&self) -> &[u8] {
-        &self.out
+        &self.out[..self.pipeline.sendable(self.out.len())]
     }
 
     /// `n` bytes of the output were written.
     pub fn consumed(&mut self, n: usize) {
-        self.out.drain(..n.min(self.out.len()));
+        let n = n.min(self.pipeline.sendable(self.out.len()));
+        self.pipeline.consumed(n);
+        self.out.drain(..n);
         if self.out.is_empty() {
             // Idle connections hold no buffer.
             self.out = Vec::new();
@@ -584,12 +410,16 @@ impl Session {
     /// Whether the session is closing: once the output is flushed the reactor shuts the
     /// socket's sending side and closes at the peer's end of stream or at the deadline.
     pub fn is_closing(&self) -> bool {
-        matches!(self.state, State::Closing(_))
+        matches!(self.state, State::Closing(_)) && self.pipeline.is_empty()
     }
 
     /// The one deadline of this connection.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.state {
+            // Idle between requests while parked publishes wait for the engine: no deadline,
+            // as in `Awaiting`.
+            State::Head if !self.head_started && !self.pipeline.is_empty() => None,
+            State::Closing(_) if !self.pipeline.is_empty() => None,
             State::Head | State::Body(_) => Some(self.head_until),
             State::Awaiting(..) => None,
             State::Polling(poll) => Some(poll.hold_until),
@@ -617,6 +447,10 @@ impl Session {
                 Flow::Continue
             }
             State::Closing(_) => Flow::Continue,
+            State::Head | State::Body(_) if !self.pipeline.is_empty() => {
+                self.close(now, cx);
+                Flow::Continue
+            }
             State::Head | State::Body(_) => Flow::Abort,
         }
     }
@@ -683,7 +517,7 @@ impl Session {
                         if self.rbuf.capacity() > 0 {
                             self.rbuf = Vec::new();
                         }
-                        return Flow::Continue;
+                        return self.input_ended(now, cx);
                     }
                     if !self.head_started {
                         self.head_started = true;
@@ -707,15 +541,36 @@ impl Session {
                     self.rbuf.clear();
                     false
                 }
+                // A keep-alive publish with the next request behind it: parked, so that the
+                // next request proceeds now (spec/publishing.md §8).
+                State::Awaiting(Persistence::KeepAlive, reply @ (Reply::Mid | Reply::Empty))
+                    if self.kind == ListenerKind::Pub
+                        && !self.rbuf.is_empty()
+                        && self.pipeline.has_room() =>
+                {
+                    let reply = *reply;
+                    self.pipeline.park(reply, self.out.len());
+                    self.state = State::Head;
+                    self.head_started = false;
+                    true
+                }
                 State::Awaiting(..) | State::Polling(_) => false,
             };
             if self.rbuf.is_empty() {
                 self.rbuf = Vec::new();
             }
             if !progress {
-                return Flow::Continue;
+                return self.input_ended(now, cx);
             }
         }
+    }
+
+    /// No more progress on the input: a peer that half-closed gets no further request read.
+    fn input_ended(&mut self, now: Instant, cx: &mut Cx<'_>) -> Flow {
+        if self.peer_done && matches!(self.state, State::Head | State::Body(_)) {
+            self.close(now, cx);
+        }
+        Flow::Continue
     }
 
     /// Answer written: back to reading the next request, or closing.
@@ -728,6 +583,18 @@ impl Session {
                 // A pipelined request may be waiting already: the reactor calls `resume`.
             }
             Persistence::Close => self.close(now, cx),
+        }
+    }
+
+    /// The last parked publish was answered: the idle deadline starts again, and a closing
+    /// connection lingers from now.
+    fn pipeline_drained(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        match &mut self.state {
+            State::Head if !self.head_started => {
+                self.head_until = now + cx.shared.config.keepalive_timeout;
+            }
+            State::Closing(until) => *until = now + DEFAULT_LINGER,
+            _ => {}
         }
     }
 
@@ -747,7 +614,7 @@ impl Session {
             poll.sub.stop(cx);
             cx.stats.pollings.sub(1);
         }
-        self.state = State::Awaiting(Persistence::Close, publish::Reply::Empty);
+        self.state = State::Awaiting(Persistence::Close, Reply::Empty);
     }
 
     /// Enters `Closing`, leaving any subscription first.

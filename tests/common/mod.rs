@@ -265,6 +265,13 @@ impl Conn {
         self.stream.write_all(data).expect("write to server");
     }
 
+    /// Closes the sending side (the server reads end of stream).
+    pub fn shutdown_write(&mut self) {
+        self.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+    }
+
     /// Reads more bytes into the buffer, waiting at most until `until`.
     pub fn fill(&mut self, until: Instant) -> Result<usize, ReadEnd> {
         let now = Instant::now();
