@@ -56,8 +56,10 @@ DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_CONNECT_RATE = 5_000
 # Publish requests in flight per publisher connection in the delivery scenarios (HTTP/1.1
 # pipelining): a fixed rate holds while answers are slow, and "as fast as accepted" keeps the
-# server busy instead of waiting for each answer. The publish-API scenario does not pipeline.
-DEFAULT_PIPELINE = 16
+# server busy instead of waiting for each answer; a server that takes pipelined publishes in
+# batches then writes several messages per subscriber at once (benches/README.md, the fan-out
+# pipeline sweep). The publish-API scenario does not pipeline.
+DEFAULT_PIPELINE = 256
 
 # Scenario sizes: full (the numbers) and quick (a smoke run of seconds).
 SIZES = {

@@ -21,9 +21,11 @@ use crate::message::MessageId;
 use crate::proto::http::Persistence;
 
 /// Publishes of one connection passed to the engine and not yet answered, besides the one the
-/// session waits for: 64. Enough to keep the engine's batches full with a few publishers; a
-/// publisher that pipelines more waits (its requests stay in the socket, read interest drops).
-pub const DEFAULT_MAX_PIPELINED: usize = 64;
+/// session waits for: 256. A few pipelining publishers then fill the engine's batches, and a
+/// batch carries several messages per channel, so subscribers get several per write (benches/
+/// README.md: fan-out with 16, 64 and 256 in flight). A publisher that pipelines more waits (its
+/// requests stay in the socket, read interest drops). Each parked publish costs 16 bytes.
+pub const DEFAULT_MAX_PIPELINED: usize = 256;
 
 /// The parked publishes of one connection, oldest first.
 #[derive(Debug, Default)]
