@@ -646,6 +646,46 @@ fn session() -> Vec<Seed> {
         ),
         (
             "session",
+            "publisher-pipeline",
+            script(
+                setup(true, false, 4),
+                vec![
+                    (
+                        [
+                            post(
+                                &format!("/bitrix/pub/?CHANNEL_ID={PRIV}"),
+                                "Message-Expiry: 60\r\n",
+                                IM_BODY.as_bytes(),
+                            ),
+                            post(&format!("/bitrix/pub/?CHANNEL_ID={PRIV}"), "", b"not json"),
+                            post(
+                                &format!("/bitrix/pub/?CHANNEL_ID={}", signed(PRIV2)),
+                                "",
+                                IM_BODY.as_bytes(),
+                            ),
+                            get(&format!("/bitrix/pub/?CHANNEL_ID={PRIV}"), "").into_bytes(),
+                            post(
+                                &format!("/bitrix/pub/?CHANNEL_ID={PRIV}"),
+                                "",
+                                IM_BODY.as_bytes(),
+                            ),
+                        ]
+                        .concat(),
+                        vec![op(ENGINE, 16), op(ENGINE, 2)],
+                    ),
+                    (
+                        post(
+                            &format!("/bitrix/pub/?CHANNEL_ID={PRIV}"),
+                            "",
+                            IM_BODY.as_bytes(),
+                        ),
+                        vec![op(EOF, 0), op(ENGINE, 0)],
+                    ),
+                ],
+            ),
+        ),
+        (
+            "session",
             "browser-rest-publish",
             script(
                 setup(true, false, 1),

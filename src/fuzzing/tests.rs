@@ -168,6 +168,32 @@ fn harness_publisher_requests() {
     );
 }
 
+/// spec/publishing.md §8: pipelined publishes are parked and answered in request order, with
+/// the answers made at once (a 400), a failed publish (503) and a channel query between them;
+/// the pipeline sent before the peer's end of stream is answered, then the connection closes.
+#[test]
+fn harness_pipelined_publishes_answer_in_order() {
+    let out = session::run(&seed("publisher-pipeline"));
+    let text = String::from_utf8_lossy(&out);
+    let markers = [
+        "{\"mid\":\"17000000000000000000000001\"}",
+        "4013: Wrong Request Data. The body is not JSON.",
+        "HTTP/1.1 503 Service Unavailable",
+        "{\"infos\":[{\"channel\":",
+        "{\"mid\":\"17000000000000000000000002\"}",
+        "{\"mid\":\"17000000000000000000000003\"}",
+    ];
+    let mut from = 0;
+    for m in markers {
+        let at = text[from..]
+            .find(m)
+            .unwrap_or_else(|| panic!("{m} after byte {from}: {text}"));
+        from += at + m.len();
+    }
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 6, "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+}
+
 /// spec/errors.md: a head that does not arrive in time gets a 408.
 #[test]
 fn harness_slow_head_gets_408() {
