@@ -546,7 +546,8 @@ impl Session {
                 State::Awaiting(Persistence::KeepAlive, reply @ (Reply::Mid | Reply::Empty))
                     if self.kind == ListenerKind::Pub
                         && !self.rbuf.is_empty()
-                        && self.pipeline.has_room() =>
+                        && self.pipeline.has_room()
+                        && cx.engine.has_room_for_pipelining() =>
                 {
                     let reply = *reply;
                     self.pipeline.park(reply, self.out.len());

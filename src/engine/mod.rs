@@ -248,6 +248,14 @@ impl EngineHandle {
         }
     }
 
+    /// Whether the engine queue is less than half full with nothing overflowed: a pipelining
+    /// publisher may then have another publish taken before its answers (spec/publishing.md
+    /// §8); beyond that it waits for them, leaving the rest of the queue to other publishers.
+    pub fn has_room_for_pipelining(&self) -> bool {
+        let half = self.tx.capacity().unwrap_or(DEFAULT_ENGINE_QUEUE) / 2;
+        self.overflow.is_empty() && self.tx.len() < half
+    }
+
     /// Sends a command that must not be lost, keeping order with earlier ones: it waits in the
     /// overflow queue while the engine queue is full. `Err(Busy)` only when that is full too.
     pub fn send_reliable(&mut self, cmd: EngineCmd) -> Result<(), Busy> {
