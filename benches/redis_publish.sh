@@ -67,4 +67,5 @@ print(f"pipeline {pipeline:>3}, {publishers} publishers: {int(rate):,} publishes
       f"{calls:,} Redis round trips for {messages:,} publishes = {per:.4f} per publish, "
       f"{errors} answered other than 200")
 EOF
+  redis-cli -p "$redis_port" info errorstats | sed -n 's/^errorstat_/  Redis error: /p'
 done
