@@ -46,19 +46,6 @@ fn wait_exit(child: &mut Child, d: Duration) -> Option<ExitStatus> {
     None
 }
 
-/// Channel info straight from the pub listener of the binary.
-fn subscribers(publ: SocketAddr, ch: &str) -> u64 {
-    let r = request(
-        publ,
-        "GET",
-        &format!("/bitrix/pub/?CHANNEL_ID={ch}"),
-        &[],
-        b"",
-    );
-    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-    v["infos"][0]["subscribers"].as_u64().unwrap_or(0)
-}
-
 /// spec/README.md §5, spec/websocket.md §6, spec/longpoll.md §4: on SIGTERM WebSockets get close
 /// 1001, held polls their 304, and the process exits 0 within 5 s.
 #[test]
@@ -91,7 +78,7 @@ fn sigterm_closes_clients_and_exits_zero() {
     let ch = channel();
     let mut ws = Ws::connect(sub, &ch, None);
     let mut held = start_poll(sub, &ch, None);
-    wait_until("2 subscribers", WAIT, || subscribers(publ, &ch) == 2);
+    wait_until("2 subscribers", WAIT, || subscribers_at(publ, &ch) == 2);
 
     let signalled = Instant::now();
     let status = Command::new("kill")
@@ -148,7 +135,7 @@ fn sigterm_with_polite_clients_exits_quickly() {
     let ch = channel();
     let mut ws = Ws::connect(sub, &ch, None);
     let mut held = start_poll(sub, &ch, None);
-    wait_until("2 subscribers", WAIT, || subscribers(publ, &ch) == 2);
+    wait_until("2 subscribers", WAIT, || subscribers_at(publ, &ch) == 2);
 
     let signalled = Instant::now();
     Command::new("kill")

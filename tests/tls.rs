@@ -311,22 +311,11 @@ fn sighup_reloads_certificate_and_settings_without_dropping_connections() {
         assert_eq!(r.status, 200, "{}", r.text());
     };
     let wait_listening = |n: u64| {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = request(
-                publ,
-                "GET",
-                &format!("/bitrix/pub/?CHANNEL_ID={ch}"),
-                &[],
-                b"",
-            );
-            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-            if v["infos"][0]["subscribers"].as_u64() == Some(n) {
-                return;
-            }
-            assert!(Instant::now() < end, "subscribers of {ch}: {v}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            &format!("{n} subscribers of {ch}"),
+            Duration::from_secs(10),
+            || subscribers_at(publ, &ch) == n,
+        );
     };
     wait_listening(1);
     publish(1);

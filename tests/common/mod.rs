@@ -432,6 +432,15 @@ pub fn format_request(method: &str, path: &str, headers: &[(&str, &str)], body: 
     out
 }
 
+/// Subscribers of `ch` as the pub listener at `publ` reports them (`GET /bitrix/pub/`; 0 when the
+/// answer names none).
+pub fn subscribers_at(publ: SocketAddr, ch: &str) -> u64 {
+    let path = format!("/bitrix/pub/?CHANNEL_ID={ch}");
+    let r = request(publ, "GET", &path, &[], b"");
+    let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+    v["infos"][0]["subscribers"].as_u64().unwrap_or(0)
+}
+
 /// One request on a new connection; returns the response.
 pub fn request(
     addr: SocketAddr,
