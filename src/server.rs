@@ -137,23 +137,24 @@ impl Server {
                 listeners,
                 mailbox,
                 engine: EngineHandle::new(engine_tx.clone()),
+                inline: None,
                 shared: shared.clone(),
                 stats: core_stats[index].clone(),
             });
         }
 
-        let engine = start_engine(
-            &shared,
-            engine_rx,
-            engine_tx.clone(),
-            peers.clone(),
-            engine_stats,
-            &core_stats,
-        )
-        .map_err(|source| ServerError::Core {
-            core: threads,
-            source,
-        })?;
+        let engine = start_engine(&shared, engine_rx, peers.clone(), engine_stats, &core_stats)
+            .map_err(|source| ServerError::Core {
+                core: threads,
+                source,
+            })?;
+        let engine = match engine {
+            Engine::Thread(handle) => Some(handle),
+            Engine::Inline(engine) => {
+                setups[0].inline = Some(*engine);
+                None
+            }
+        };
 
         let mut cores = Vec::with_capacity(threads);
         for setup in setups {
@@ -174,7 +175,7 @@ impl Server {
         addrs.dedup();
         Ok(Self {
             cores,
-            engine: Some(engine),
+            engine,
             peers,
             engine_tx,
             addrs,
@@ -264,15 +265,24 @@ impl Server {
     }
 }
 
-/// Starts the engine the configuration asks for on its own thread.
+/// Where the engine runs.
+enum Engine {
+    /// On its own thread.
+    Thread(JoinHandle<()>),
+    /// Inside the loop of the only core (embedded engine, one core).
+    Inline(Box<LocalEngine>),
+}
+
+/// Starts the engine the configuration asks for: the embedded engine of a one-core server runs
+/// inside that core's loop (no thread switch per publish or subscribe); any other engine on its
+/// own thread.
 fn start_engine(
     shared: &Arc<Shared>,
     rx: crossbeam_channel::Receiver<EngineCmd>,
-    tx: crossbeam_channel::Sender<EngineCmd>,
     peers: Vec<CorePeer>,
     stats: Arc<EngineStats>,
     core_stats: &[Arc<CoreStats>],
-) -> io::Result<JoinHandle<()>> {
+) -> io::Result<Engine> {
     let config = &shared.config;
     let thread = std::thread::Builder::new().name("pushpull-engine".into());
     let online_window = config.online_ttl + config.online_delta;
@@ -287,9 +297,9 @@ fn start_engine(
                 online_window,
                 stats_interval: config.stats_interval,
             };
-            let engine = RedisEngine::new(rx, tx, peers, settings, shared.clone())
-                .map_err(io::Error::other)?;
-            thread.spawn(move || engine.run())
+            let engine =
+                RedisEngine::new(rx, peers, settings, shared.clone()).map_err(io::Error::other)?;
+            thread.spawn(move || engine.run()).map(Engine::Thread)
         }
         Storage::Memory => {
             let settings = LocalSettings {
@@ -306,9 +316,13 @@ fn start_engine(
                 },
             };
             let state_file = config.state_file.clone();
-            let engine =
-                LocalEngine::new(rx, peers, settings, stats, core_stats.to_vec(), state_file);
-            thread.spawn(move || engine.run())
+            let core_stats = core_stats.to_vec();
+            if peers.len() == 1 {
+                let engine = LocalEngine::inline(rx, settings, stats, core_stats, state_file);
+                return Ok(Engine::Inline(Box::new(engine)));
+            }
+            let engine = LocalEngine::new(rx, peers, settings, stats, core_stats, state_file);
+            thread.spawn(move || engine.run()).map(Engine::Thread)
         }
     }
 }

@@ -98,20 +98,62 @@ impl Interest {
     }
 }
 
+/// Where the engine's messages for one core go.
+#[derive(Debug)]
+enum Link {
+    /// The core's mailbox (the engine runs on its own thread).
+    Mailbox(CorePeer),
+    /// The engine's outbox, which the core empties after each [`super::local::LocalEngine::pump`]
+    /// (the engine runs inside the loop of the server's only core).
+    Inline,
+}
+
 /// The engine's way to the cores.
 #[derive(Debug)]
 pub struct Cores {
-    peers: Vec<CorePeer>,
+    links: Vec<Link>,
     targets: Vec<bool>,
+    outbox: Vec<CoreMsg>,
 }
 
 impl Cores {
-    /// The cores, by index.
+    /// The cores' mailboxes, by index.
     pub fn new(peers: Vec<CorePeer>) -> Self {
         let n = peers.len();
         Self {
-            peers,
+            links: peers.into_iter().map(Link::Mailbox).collect(),
             targets: vec![false; n],
+            outbox: Vec::new(),
+        }
+    }
+
+    /// The one core of a server whose engine runs inside that core's loop: messages collect in
+    /// the outbox ([`Cores::outbox`]), with no queue and no wake-up between them.
+    pub fn inline() -> Self {
+        Self {
+            links: vec![Link::Inline],
+            targets: vec![false],
+            outbox: Vec::new(),
+        }
+    }
+
+    /// How many cores there are.
+    pub fn count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Messages for the inline core, oldest first (always empty with mailboxes).
+    pub fn outbox(&mut self) -> &mut Vec<CoreMsg> {
+        &mut self.outbox
+    }
+
+    fn send(&mut self, core: usize, msg: CoreMsg) {
+        match self.links.get(core) {
+            Some(Link::Mailbox(peer)) => {
+                peer.send(msg);
+            }
+            Some(Link::Inline) => self.outbox.push(msg),
+            None => {}
         }
     }
 
@@ -125,20 +167,20 @@ impl Cores {
                 }
             }
         }
-        for (peer, _) in self.peers.iter().zip(&self.targets).filter(|(_, t)| **t) {
-            peer.send(CoreMsg::Deliver(message.clone()));
+        for core in 0..self.targets.len() {
+            if self.targets[core] {
+                self.send(core, CoreMsg::Deliver(message.clone()));
+            }
         }
     }
 
     /// Sends an answer to the core of `conn`.
-    pub fn answer(&self, conn: ConnRef, msg: CoreMsg) {
-        if let Some(peer) = self.peers.get(usize::from(conn.core)) {
-            peer.send(msg);
-        }
+    pub fn answer(&mut self, conn: ConnRef, msg: CoreMsg) {
+        self.send(usize::from(conn.core), msg);
     }
 
     /// Tells the cores of `evicted` to close those connections (4029).
-    pub fn evict(&self, evicted: Vec<ConnRef>) {
+    pub fn evict(&mut self, evicted: Vec<ConnRef>) {
         for conn in evicted {
             self.answer(conn, CoreMsg::Evict { conn });
         }

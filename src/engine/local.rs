@@ -1,9 +1,19 @@
-//! The embedded engine: one thread that owns message ids, the in-memory history, the map of
-//! which cores have subscribers of which channel, and the online state (spec/history.md).
+//! The embedded engine: the one owner of message ids, the in-memory history, the map of which
+//! cores have subscribers of which channel, and the online state (spec/history.md).
 //!
 //! It is the only writer of all of them, so no lock is needed. A publication is encoded once
 //! here and the same [`SharedMessage`] goes to each interested core; a core with no subscriber
 //! of a channel gets nothing for it.
+//!
+//! With several cores it runs on its own thread ([`LocalEngine::run`]). With one core it runs
+//! inside that core's loop (spec/README.md §3): the core sends its commands to the same queue,
+//! then calls [`LocalEngine::pump`] and handles the [`LocalEngine::outbox`] in the same turn, so
+//! a publish or a long poll's subscribe costs no thread switch and no wake-up.
+//!
+//! ```text
+//!   thread:  cores ──EngineCmd──▶ run(): recv, handle, housekeeping ──CoreMsg──▶ mailboxes
+//!   inline:  core turn: read requests ──EngineCmd──▶ pump(): handle ──▶ outbox ──▶ same turn
+//! ```
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +26,7 @@ use log::{info, warn};
 use super::interest::{Cores, Interest, log_summary};
 use super::memory::{MemoryStore, StoreLimits};
 use super::snapshot;
-use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication, StreamEvent};
+use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication};
 use crate::message::{Channel, Message, MessageId, SharedMessage};
 use crate::metrics::{CoreStats, EngineStats};
 use crate::reactor::mailbox::CorePeer;
@@ -27,6 +37,21 @@ const MAX_IDLE: Duration = Duration::from_millis(500);
 
 /// Commands handled per wake-up before expired messages are purged and stats refreshed.
 const DRAIN_BUDGET: usize = 4096;
+
+/// Inline: messages collected in the outbox before a pump stops taking commands and lets the core
+/// handle them (its mailbox budget, so one pump costs the core no more than one mailbox drain).
+const OUTBOX_BUDGET: usize = crate::reactor::mailbox::DEFAULT_MAILBOX_BUDGET;
+
+/// Whether an inline engine has more to do this turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pump {
+    /// The queue is empty.
+    Idle,
+    /// Commands are left (the budget was used up): pump again without sleeping.
+    More,
+    /// [`EngineCmd::Shutdown`] came: the state file is saved; pump no more.
+    Stopped,
+}
 
 /// How often "last seen" marks older than the online window are dropped.
 const SEEN_PRUNE_EVERY: Duration = Duration::from_secs(5);
@@ -110,12 +135,17 @@ pub struct LocalEngine {
     stats: Arc<EngineStats>,
     last_prune: Instant,
     last_summary: Instant,
+    /// When [`LocalEngine::housekeeping`] last ran.
+    last_housekeeping: Instant,
     state_file: Option<PathBuf>,
     core_stats: Vec<Arc<CoreStats>>,
+    /// Shutdown was handled (the state file is saved).
+    stopped: bool,
 }
 
 impl LocalEngine {
-    /// An engine answering on `cores` (indexed by core number).
+    /// An engine on its own thread, answering in the mailboxes of `cores` (indexed by core
+    /// number).
     pub fn new(
         rx: Receiver<EngineCmd>,
         cores: Vec<CorePeer>,
@@ -124,10 +154,40 @@ impl LocalEngine {
         core_stats: Vec<Arc<CoreStats>>,
         state_file: Option<PathBuf>,
     ) -> Self {
+        Self::with_cores(
+            rx,
+            Cores::new(cores),
+            settings,
+            stats,
+            core_stats,
+            state_file,
+        )
+    }
+
+    /// An engine inside the loop of a server's only core: the core calls [`LocalEngine::pump`]
+    /// every turn and handles [`LocalEngine::outbox`].
+    pub fn inline(
+        rx: Receiver<EngineCmd>,
+        settings: LocalSettings,
+        stats: Arc<EngineStats>,
+        core_stats: Vec<Arc<CoreStats>>,
+        state_file: Option<PathBuf>,
+    ) -> Self {
+        Self::with_cores(rx, Cores::inline(), settings, stats, core_stats, state_file)
+    }
+
+    fn with_cores(
+        rx: Receiver<EngineCmd>,
+        cores: Cores,
+        settings: LocalSettings,
+        stats: Arc<EngineStats>,
+        core_stats: Vec<Arc<CoreStats>>,
+        state_file: Option<PathBuf>,
+    ) -> Self {
         let mut engine = Self {
             rx,
-            interest: Interest::new(cores.len(), settings.max_conn_per_channel),
-            cores: Cores::new(cores),
+            interest: Interest::new(cores.count(), settings.max_conn_per_channel),
+            cores,
             store: MemoryStore::new(settings.limits),
             seen: AHashMap::new(),
             ids: IdSource::new(unix_ms()),
@@ -135,8 +195,10 @@ impl LocalEngine {
             stats,
             last_prune: Instant::now(),
             last_summary: Instant::now(),
+            last_housekeeping: Instant::now(),
             state_file,
             core_stats,
+            stopped: false,
         };
         engine.restore();
         engine
@@ -186,10 +248,7 @@ impl LocalEngine {
     /// Runs until [`EngineCmd::Shutdown`] or until every core handle is gone.
     pub fn run(mut self) {
         loop {
-            let now = Instant::now();
-            let wait = self.store.next_expiry().map_or(MAX_IDLE, |at| {
-                at.saturating_duration_since(now).min(MAX_IDLE)
-            });
+            let wait = self.next_wake(Instant::now());
             match self.rx.recv_timeout(wait) {
                 Ok(EngineCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                     return self.save();
@@ -205,18 +264,91 @@ impl LocalEngine {
                     Err(_) => break,
                 }
             }
-            let now = Instant::now();
-            self.store.purge(now);
-            if now.duration_since(self.last_prune) >= SEEN_PRUNE_EVERY {
-                let window = self.settings.online_window;
-                self.seen.retain(|_, at| now.duration_since(*at) < window);
-                self.last_prune = now;
+            self.housekeeping(Instant::now());
+        }
+    }
+
+    /// How long the engine may wait for a command: until the next message expires, at most
+    /// [`MAX_IDLE`].
+    pub fn next_wake(&self, now: Instant) -> Duration {
+        self.store.next_expiry().map_or(MAX_IDLE, |at| {
+            at.saturating_duration_since(now).min(MAX_IDLE)
+        })
+    }
+
+    /// Inline: handles the queued commands (until the outbox holds [`OUTBOX_BUDGET`] messages),
+    /// then the periodic work when due. The core handles [`LocalEngine::outbox`] next.
+    pub fn pump(&mut self, now: Instant) -> Pump {
+        if self.stopped {
+            return Pump::Stopped;
+        }
+        let mut handled = false;
+        while self.cores.outbox().len() < OUTBOX_BUDGET {
+            match self.rx.try_recv() {
+                Ok(EngineCmd::Shutdown) => {
+                    self.stopped = true;
+                    self.save();
+                    return Pump::Stopped;
+                }
+                Ok(cmd) => {
+                    self.handle(cmd);
+                    handled = true;
+                }
+                Err(_) => break,
             }
-            self.refresh_stats();
-            if now.duration_since(self.last_summary) >= self.settings.stats_interval {
-                self.last_summary = now;
-                log_summary(&self.core_stats, &self.interest, &self.stats);
+        }
+        let expiring = self.store.next_expiry().is_some_and(|at| at <= now);
+        let periodic = now.duration_since(self.last_housekeeping) >= MAX_IDLE;
+        if handled || expiring || periodic {
+            self.housekeeping(now);
+        }
+        if self.rx.is_empty() {
+            Pump::Idle
+        } else {
+            Pump::More
+        }
+    }
+
+    /// Inline: whether commands are queued.
+    pub fn has_work(&self) -> bool {
+        !self.stopped && !self.rx.is_empty()
+    }
+
+    /// Inline: the messages for the core, oldest first; the core takes them all after each pump.
+    pub fn outbox(&mut self) -> &mut Vec<CoreMsg> {
+        self.cores.outbox()
+    }
+
+    /// Inline, when the core's loop ends: handles what is still queued (the connections'
+    /// unsubscribes, nobody to answer) and saves the state file, unless shutdown did already.
+    pub fn finish(mut self) {
+        if self.stopped {
+            return;
+        }
+        while let Ok(cmd) = self.rx.try_recv() {
+            if matches!(cmd, EngineCmd::Shutdown) {
+                break;
             }
+            self.handle(cmd);
+            self.cores.outbox().clear();
+        }
+        self.save();
+    }
+
+    /// Purges expired messages, prunes old "last seen" marks, refreshes the statistics and logs
+    /// the summary when due.
+    fn housekeeping(&mut self, now: Instant) {
+        self.last_housekeeping = now;
+        self.store.purge(now);
+        if now.duration_since(self.last_prune) >= SEEN_PRUNE_EVERY {
+            let window = self.settings.online_window;
+            self.seen.retain(|_, at| now.duration_since(*at) < window);
+            self.last_prune = now;
+        }
+        self.refresh_stats();
+        if now.duration_since(self.last_summary) >= self.settings.stats_interval {
+            self.last_summary = now;
+            log_summary(&self.core_stats, &self.interest, &self.stats);
         }
     }
 
@@ -268,15 +400,7 @@ impl LocalEngine {
                 self.cores
                     .answer(from, CoreMsg::ChannelInfo { conn: from, infos });
             }
-            EngineCmd::Stream {
-                event: StreamEvent::Messages(messages),
-                ..
-            } => {
-                for message in &messages {
-                    self.cores.deliver(message, &self.interest);
-                }
-            }
-            EngineCmd::Stream { .. } | EngineCmd::Shutdown => {}
+            EngineCmd::Shutdown => {}
         }
     }
 

@@ -97,16 +97,19 @@ pub enum EngineCmd {
         /// Channels asked about.
         channels: Vec<Channel>,
     },
-    /// An event of a Redis server's pub/sub stream (sent by the Redis engine's subscriber
-    /// thread of that server).
-    Stream {
-        /// Index of the Redis server (0 unless sharded).
-        shard: usize,
-        /// What happened.
-        event: StreamEvent,
-    },
     /// Stop the engine thread.
     Shutdown,
+}
+
+/// An event of a Redis server's pub/sub stream, sent by the Redis engine's subscriber thread of
+/// that server on the engine's stream queue (never on the cores' command queue: the messages
+/// echoed back by Redis must not take the room publishes need, spec/cluster.md §5).
+#[derive(Debug)]
+pub struct StreamMsg {
+    /// Index of the Redis server (0 unless sharded).
+    pub shard: usize,
+    /// What happened.
+    pub event: StreamEvent,
 }
 
 /// What a Redis server's pub/sub stream brought (spec/cluster.md §5, §8, §9).

@@ -31,6 +31,7 @@ use slab::Slab;
 
 use crate::config::ListenerKind;
 use crate::conn::{Cx, Flow, Session, Shared};
+use crate::engine::local::{LocalEngine, Pump};
 use crate::engine::{ConnRef, CoreMsg, EngineHandle};
 use crate::hub::Hub;
 use crate::metrics::CoreStats;
@@ -96,6 +97,8 @@ pub struct CoreSetup {
     pub mailbox: Mailbox,
     /// The way to the engine.
     pub engine: EngineHandle,
+    /// The embedded engine, when it runs inside this core's loop (the server's only core).
+    pub inline: Option<LocalEngine>,
     /// Process-wide settings.
     pub shared: Arc<Shared>,
     /// This core's statistics.
@@ -134,6 +137,8 @@ pub struct Core {
     listeners: Vec<Listener>,
     mailbox: Mailbox,
     engine: EngineHandle,
+    /// The embedded engine, pumped every turn (one core only).
+    inline: Option<LocalEngine>,
     shared: Arc<Shared>,
     stats: Arc<CoreStats>,
     conns: Slab<Conn>,
@@ -164,6 +169,7 @@ impl Core {
             mut listeners,
             mailbox,
             engine,
+            inline,
             shared,
             stats,
         } = setup;
@@ -183,6 +189,7 @@ impl Core {
             listeners,
             mailbox,
             engine,
+            inline,
             shared,
             stats,
             conns: Slab::new(),
@@ -202,8 +209,17 @@ impl Core {
         })
     }
 
-    /// Runs until shutdown completes.
+    /// Runs until shutdown completes; an inline engine then handles what is left and saves its
+    /// state file.
     pub fn run(mut self) -> io::Result<()> {
+        let result = self.run_loop();
+        if let Some(engine) = self.inline.take() {
+            engine.finish();
+        }
+        result
+    }
+
+    fn run_loop(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut expired = Vec::new();
         loop {
@@ -211,7 +227,10 @@ impl Core {
             let timeout = if self.busy {
                 Duration::ZERO
             } else {
-                let wheel = self.wheel.timeout(now, MAX_POLL);
+                let mut wheel = self.wheel.timeout(now, MAX_POLL);
+                if let Some(engine) = &self.inline {
+                    wheel = wheel.min(engine.next_wake(now));
+                }
                 match self.accept_retry {
                     Some(at) => wheel.min(at.saturating_duration_since(now)),
                     None => wheel,
@@ -255,6 +274,13 @@ impl Core {
                 self.on_timer(key, tick, now);
             }
             self.drive_dirty(now);
+            if self.inline.is_some() {
+                // The engine answers this turn's requests in this turn.
+                if self.pump_inline(now) == Drain::Stop {
+                    self.begin_shutdown(now);
+                }
+                self.drive_dirty(now);
+            }
             self.close_pending(now);
             if self.accept_retry.is_some_and(|at| at <= now) {
                 self.accept_retry = None;
@@ -262,6 +288,9 @@ impl Core {
             }
             self.accept(now);
             self.busy |= self.engine.flush();
+            // Commands queued after the pump (a pipelined request read in the second drive,
+            // a closed connection's unsubscribe) are taken next turn, without sleeping first.
+            self.busy |= self.inline.as_ref().is_some_and(LocalEngine::has_work);
             if let Some(deadline) = self.stopping {
                 if self.conns.is_empty() || now >= deadline {
                     info!(
@@ -282,56 +311,87 @@ impl Core {
             let Some(msg) = self.mailbox.next() else {
                 return Drain::Continue;
             };
-            match msg {
-                CoreMsg::Deliver(message) => {
-                    let limit = self.shared.config.out_queue_bytes;
-                    let mut slow = Vec::new();
-                    for channel in message.receivers.iter() {
-                        for slot in self.hub.subscribers(channel) {
-                            let slot = slot as usize;
-                            let Some(conn) = self.conns.get_mut(slot) else {
-                                continue;
-                            };
-                            match conn.session.on_deliver(&message, limit) {
-                                Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
-                                Flow::Abort => slow.push(slot),
-                            }
-                        }
-                    }
-                    // A connection on several of the message's channels is cut once.
-                    slow.sort_unstable();
-                    slow.dedup();
-                    for slot in slow {
-                        self.slow_consumer(slot, now);
-                    }
-                }
-                CoreMsg::Shutdown => return Drain::Stop,
-                CoreMsg::Reload(shared) => {
-                    let cores = shared.core_stats.len().max(1);
-                    self.max_conns = (shared.config.max_connections / cores).max(1);
-                    self.shared = shared;
-                    info!("[core={}] configuration reloaded", self.index);
-                }
-                answer => {
-                    let Some(target) = answer.conn() else {
-                        continue;
-                    };
-                    let slot = target.slot as usize;
-                    let Some(conn) = self.conns.get_mut(slot) else {
-                        continue;
-                    };
-                    if conn.generation != target.generation {
-                        continue;
-                    }
-                    let mut cx = core_cx!(self, target);
-                    match conn.session.on_engine(answer, now, &mut cx) {
-                        Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
-                        Flow::Abort => self.to_close.push(slot),
-                    }
-                }
+            if self.on_msg(msg, now) == Drain::Stop {
+                return Drain::Stop;
             }
         }
         self.busy = true;
+        Drain::Continue
+    }
+
+    /// Inline engine: handles the commands queued this turn, then its outbox like a mailbox.
+    fn pump_inline(&mut self, now: Instant) -> Drain {
+        let Some(engine) = self.inline.as_mut() else {
+            return Drain::Continue;
+        };
+        let pumped = engine.pump(now);
+        let mut outbox = std::mem::take(engine.outbox());
+        let mut drain = Drain::Continue;
+        for msg in outbox.drain(..) {
+            if self.on_msg(msg, now) == Drain::Stop {
+                drain = Drain::Stop;
+            }
+        }
+        if let Some(engine) = self.inline.as_mut() {
+            // The emptied buffer is kept for the next pump.
+            *engine.outbox() = outbox;
+        }
+        if pumped == Pump::More {
+            self.busy = true;
+        }
+        drain
+    }
+
+    /// One message from the engine (mailbox or inline outbox).
+    fn on_msg(&mut self, msg: CoreMsg, now: Instant) -> Drain {
+        match msg {
+            CoreMsg::Deliver(message) => {
+                let limit = self.shared.config.out_queue_bytes;
+                let mut slow = Vec::new();
+                for channel in message.receivers.iter() {
+                    for slot in self.hub.subscribers(channel) {
+                        let slot = slot as usize;
+                        let Some(conn) = self.conns.get_mut(slot) else {
+                            continue;
+                        };
+                        match conn.session.on_deliver(&message, limit) {
+                            Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
+                            Flow::Abort => slow.push(slot),
+                        }
+                    }
+                }
+                // A connection on several of the message's channels is cut once.
+                slow.sort_unstable();
+                slow.dedup();
+                for slot in slow {
+                    self.slow_consumer(slot, now);
+                }
+            }
+            CoreMsg::Shutdown => return Drain::Stop,
+            CoreMsg::Reload(shared) => {
+                let cores = shared.core_stats.len().max(1);
+                self.max_conns = (shared.config.max_connections / cores).max(1);
+                self.shared = shared;
+                info!("[core={}] configuration reloaded", self.index);
+            }
+            answer => {
+                let Some(target) = answer.conn() else {
+                    return Drain::Continue;
+                };
+                let slot = target.slot as usize;
+                let Some(conn) = self.conns.get_mut(slot) else {
+                    return Drain::Continue;
+                };
+                if conn.generation != target.generation {
+                    return Drain::Continue;
+                }
+                let mut cx = core_cx!(self, target);
+                match conn.session.on_engine(answer, now, &mut cx) {
+                    Flow::Continue => mark_dirty(&mut self.dirty, conn, slot),
+                    Flow::Abort => self.to_close.push(slot),
+                }
+            }
+        }
         Drain::Continue
     }
 

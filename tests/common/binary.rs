@@ -29,7 +29,7 @@ fn free_addr() -> SocketAddr {
 }
 
 impl Binary {
-    /// Starts the binary with two cores, quiet logs, no online window after a channel's last
+    /// Starts the binary with [`crate::common::test_threads`] cores, quiet logs, no online window after a channel's last
     /// connection left (so subscriber counts are live, as in [`crate::common::test_config`]) and
     /// the `PUSHPULL_*` settings of `env` (and nothing else from the environment).
     pub fn start(env: &[(&str, &str)]) -> Self {
@@ -39,7 +39,8 @@ impl Binary {
             .env("PUSHPULL_ONLINE_TTL", "1ms")
             .env("PUSHPULL_ONLINE_DELTA", "0")
             .envs(env.iter().copied())
-            .args(["--threads", "2", "--log-level", "warn"])
+            .arg(format!("--threads={}", crate::common::test_threads()))
+            .args(["--log-level", "warn"])
             .arg(format!("--sub-listen={sub}"))
             .arg(format!("--pub-listen={publ}"))
             .stdout(Stdio::null())

@@ -63,7 +63,7 @@ pub struct TestServer {
 pub fn test_config() -> Config {
     let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
     Config {
-        threads: 2,
+        threads: test_threads(),
         listeners: vec![
             ListenerConfig::plain(ListenerKind::Sub, loopback),
             ListenerConfig::plain(ListenerKind::Pub, loopback),
@@ -76,6 +76,15 @@ pub fn test_config() -> Config {
         online_delta: Duration::from_millis(1),
         ..Config::default()
     }
+}
+
+/// Cores of the tests' servers: 2 (the engine on its own thread), or `PUSHPULL_TEST_THREADS`
+/// (`.ci/run` runs the release suite again with 1: the engine inside the core's loop).
+pub fn test_threads() -> usize {
+    std::env::var("PUSHPULL_TEST_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
 }
 
 /// Starts a server with [`test_config`] changed by `f`.

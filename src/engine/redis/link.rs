@@ -12,7 +12,7 @@ use redis::{Client, Connection, ConnectionAddr, IntoConnectionInfo, RedisConnect
 
 use super::scripts;
 use crate::config::{RedisAddr, RedisConfig};
-use crate::engine::{EngineCmd, StreamEvent};
+use crate::engine::{StreamEvent, StreamMsg};
 use crate::message::{MessageId, SharedMessage};
 
 /// Time allowed to connect to Redis, and to any one round trip: a stalled Redis (not closed,
@@ -142,11 +142,13 @@ pub(super) fn subscriber(
     shard: usize,
     sharded: bool,
     mut link: Link,
-    tx: ChanSender<EngineCmd>,
+    tx: ChanSender<StreamMsg>,
     stop: Arc<AtomicBool>,
 ) {
     let pattern = format!("{}*", scripts::PUBSUB_PREFIX);
-    let send = |event| tx.send(EngineCmd::Stream { shard, event }).is_ok();
+    // Blocks while the stream queue is full: Redis buffers meanwhile, and a subscriber that falls
+    // too far behind is disconnected by Redis and catches up from storage (spec/cluster.md §8).
+    let send = |event| tx.send(StreamMsg { shard, event }).is_ok();
     while !stop.load(Ordering::Acquire) {
         let Some(conn) = link.get() else {
             std::thread::sleep(BACKOFF_MIN);

@@ -27,13 +27,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChanSender};
+use crossbeam_channel::{Receiver, select};
 use log::info;
 use redis::Script;
 
 use super::interest::{Cores, Interest, log_summary};
 use super::local::unix_ms;
-use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication, StreamEvent};
+use super::{ChannelState, ConnRef, CoreMsg, EngineCmd, Publication, StreamEvent, StreamMsg};
 use crate::config::RedisConfig;
 use crate::conn::Shared;
 use crate::message::{Channel, MessageId, SharedMessage};
@@ -46,6 +46,12 @@ use shard::Merge;
 
 /// Commands taken per batch: one batch is one pipeline (one script call for its publications).
 const BATCH: usize = 1024;
+/// Capacity of the queue from the subscriber threads to the engine thread, in stream events (an
+/// event holds the messages of one Redis pub/sub message). It is separate from the cores' command
+/// queue, so messages echoed back by Redis never make publishes answer 503; when it is full the
+/// subscriber thread waits, Redis buffers the stream, and a stream Redis cuts off for falling
+/// behind is caught up from storage (spec/cluster.md §8).
+pub const DEFAULT_STREAM_QUEUE: usize = 16_384;
 /// Longest wait for a command when idle.
 const IDLE: Duration = Duration::from_millis(500);
 /// Stream messages held back while a catch-up waits for Redis; beyond this they are delivered
@@ -97,6 +103,8 @@ struct StreamState {
 /// The engine thread's state.
 pub struct RedisEngine {
     rx: Receiver<EngineCmd>,
+    /// Events of the subscriber threads.
+    stream_rx: Receiver<StreamMsg>,
     cores: Cores,
     interest: Interest,
     settings: RedisSettings,
@@ -125,11 +133,10 @@ pub struct RedisEngine {
 }
 
 impl RedisEngine {
-    /// An engine for `cores`; starts one subscriber thread per Redis server, which feed `tx`
-    /// (the engine's own command queue).
+    /// An engine for `cores`; starts one subscriber thread per Redis server, which feed the
+    /// engine's stream queue.
     pub fn new(
         rx: Receiver<EngineCmd>,
-        tx: ChanSender<EngineCmd>,
         cores: Vec<CorePeer>,
         settings: RedisSettings,
         shared: Arc<Shared>,
@@ -160,6 +167,7 @@ impl RedisEngine {
             false => what.to_owned(),
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let (tx, stream_rx) = crossbeam_channel::bounded(DEFAULT_STREAM_QUEUE);
         let mut subscribers = Vec::with_capacity(addrs.len());
         for (i, client) in clients.iter().enumerate() {
             let link = Link::new(client.clone(), name("subscriber", i));
@@ -177,6 +185,7 @@ impl RedisEngine {
             .collect();
         Ok(Self {
             rx,
+            stream_rx,
             interest: Interest::new(cores.len(), settings.max_conn_per_channel),
             cores: Cores::new(cores),
             settings,
@@ -210,6 +219,7 @@ impl RedisEngine {
             let _ = link.get();
         }
         let mut batch = Vec::with_capacity(BATCH);
+        let mut events = Vec::with_capacity(BATCH);
         loop {
             let wait = if self.streams.iter().any(|s| s.catching_up.is_some()) {
                 BACKOFF_MIN
@@ -218,10 +228,26 @@ impl RedisEngine {
             } else {
                 IDLE
             };
-            match self.rx.recv_timeout(wait) {
-                Ok(EngineCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(cmd) => batch.push(cmd),
-                Err(RecvTimeoutError::Timeout) => {}
+            select! {
+                recv(self.rx) -> cmd => match cmd {
+                    Ok(EngineCmd::Shutdown) | Err(_) => break,
+                    Ok(cmd) => batch.push(cmd),
+                },
+                recv(self.stream_rx) -> event => match event {
+                    Ok(event) => events.push(event),
+                    // Every subscriber thread is gone (they only end when stopped).
+                    Err(_) => self.stream_rx = crossbeam_channel::never(),
+                },
+                default(wait) => {}
+            }
+            while events.len() < BATCH {
+                match self.stream_rx.try_recv() {
+                    Ok(event) => events.push(event),
+                    Err(_) => break,
+                }
+            }
+            for StreamMsg { shard, event } in events.drain(..) {
+                self.stream_event(shard, event);
             }
             let mut stop = false;
             while batch.len() < BATCH {
@@ -304,7 +330,6 @@ impl RedisEngine {
                     online.extend(channels.iter().copied());
                 }
                 EngineCmd::ChannelInfo { from, channels } => infos.push((from, channels)),
-                EngineCmd::Stream { shard, event } => self.stream_event(shard, event),
                 EngineCmd::Shutdown => {}
             }
         }
