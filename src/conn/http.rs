@@ -39,7 +39,7 @@ pub(super) fn on_head(s: &mut Session, now: Instant, cx: &mut Cx<'_>) -> bool {
             false
         }
         Ok(Some((consumed, head))) => {
-            s.rbuf.drain(..consumed);
+            s.rbuf.consume(consumed);
             cx.stats.requests.add(1);
             if !takes_body(s.kind, &head) && !skip_body(s, &head, now, cx) {
                 return false;
@@ -60,7 +60,7 @@ pub(super) fn on_body(s: &mut Session, now: Instant, cx: &mut Cx<'_>) -> bool {
         return false;
     }
     request.body.extend_from_slice(&s.rbuf[..take]);
-    s.rbuf.drain(..take);
+    s.rbuf.consume(take);
     // Progress on the body pushes the deadline: slow but steady uploads are fine.
     s.head_until = now + cx.shared.config.head_timeout;
     if request.body.len() == request.need {

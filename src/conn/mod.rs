@@ -22,6 +22,7 @@
 //! through a path that marks the connection dirty, so the output is flushed in the same loop turn.
 
 mod http;
+mod inbuf;
 mod lockdown;
 mod pipeline;
 mod publish;
@@ -41,6 +42,7 @@ use crate::metrics::{CoreStats, EngineStats};
 use crate::proto::channel::Signer;
 use crate::proto::http::Persistence;
 use crate::proto::request;
+use inbuf::InBuf;
 use publish::Reply;
 use sub::{Paging, Sub, SubRequest};
 
@@ -182,7 +184,7 @@ pub struct Session {
     /// The peer's address, for `publish_allow` (spec/publishing.md §7).
     peer: IpAddr,
     state: State,
-    rbuf: Vec<u8>,
+    rbuf: InBuf,
     out: Vec<u8>,
     /// When the current request head must be complete, or the keep-alive idle deadline.
     head_until: Instant,
@@ -203,7 +205,7 @@ impl Session {
             kind,
             peer,
             state: State::Head,
-            rbuf: Vec::new(),
+            rbuf: InBuf::default(),
             out: Vec::new(),
             head_until: now + config.keepalive_timeout,
             head_started: false,
@@ -218,7 +220,7 @@ impl Session {
         if matches!(self.state, State::Closing(_)) {
             return Flow::Continue;
         }
-        self.rbuf.extend_from_slice(data);
+        self.rbuf.extend(data);
         self.process(now, cx)
     }
 
@@ -510,13 +512,11 @@ impl Session {
                             .rbuf
                             .len()
                             .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
-                        self.rbuf.drain(..n);
+                        self.rbuf.consume(n);
                         self.skip -= n as u64;
                     }
                     if self.rbuf.is_empty() {
-                        if self.rbuf.capacity() > 0 {
-                            self.rbuf = Vec::new();
-                        }
+                        self.rbuf.release_if_empty();
                         return self.input_ended(now, cx);
                     }
                     if !self.head_started {
@@ -528,7 +528,7 @@ impl Session {
                 State::Body(_) => http::on_body(self, now, cx),
                 State::WebSocket(ws) => {
                     let (consumed, flow) = ws.on_input(&self.rbuf, &mut self.out, now, cx);
-                    self.rbuf.drain(..consumed);
+                    self.rbuf.consume(consumed);
                     if flow == Flow::Abort {
                         return Flow::Abort;
                     }
@@ -557,9 +557,7 @@ impl Session {
                 }
                 State::Awaiting(..) | State::Polling(_) => false,
             };
-            if self.rbuf.is_empty() {
-                self.rbuf = Vec::new();
-            }
+            self.rbuf.release_if_empty();
             if !progress {
                 return self.input_ended(now, cx);
             }
@@ -634,6 +632,6 @@ impl Session {
         if !matches!(self.state, State::Closing(_)) {
             self.state = State::Closing(now + DEFAULT_LINGER);
         }
-        self.rbuf = Vec::new();
+        self.rbuf.release();
     }
 }

@@ -81,12 +81,19 @@ impl Pipeline {
         let Some(oldest) = self.parked.pop_front() else {
             return false;
         };
-        let mut answer = Vec::new();
-        publish::published(&mut answer, oldest.reply, result, Persistence::KeepAlive);
         let at = oldest.at.min(out.len());
-        out.splice(at..at, answer.iter().copied());
+        let before = out.len();
+        if at == before {
+            // Nothing was written after it (the usual case): appended in place.
+            publish::published(out, oldest.reply, result, Persistence::KeepAlive);
+        } else {
+            let mut answer = Vec::new();
+            publish::published(&mut answer, oldest.reply, result, Persistence::KeepAlive);
+            out.splice(at..at, answer.iter().copied());
+        }
+        let added = out.len() - before;
         for p in &mut self.parked {
-            p.at += answer.len();
+            p.at += added;
         }
         true
     }

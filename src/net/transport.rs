@@ -37,6 +37,12 @@ impl Transport {
         }
     }
 
+    /// Whether this is a plain socket (a short read empties it; a TLS stream may hold
+    /// decrypted bytes after one).
+    pub fn is_plain(&self) -> bool {
+        matches!(self, Self::Plain(_))
+    }
+
     /// Writes plaintext; `WouldBlock` when nothing could be taken now.
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Readiness is edge-triggered: a connection remembers that it is readable or writable until a
-//! call returns `WouldBlock`. Every path that gives a connection output marks it dirty, so output
+//! call returns `WouldBlock`, or a plain socket's read returns less than asked for (the socket is
+//! then empty and new bytes raise a new edge; not when the peer's end of stream was signalled,
+//! which only a further read returns). Every path that gives a connection output marks it dirty, so output
 //! is written in the same turn (the writable invariant).
 
 pub mod mailbox;
@@ -124,6 +126,9 @@ struct Conn {
     readable: bool,
     writable: bool,
     read_eof: bool,
+    /// The peer's end of stream (or an error) was signalled and not read yet: reads go on until
+    /// they return it, a short read does not count as drained.
+    eof_signalled: bool,
     write_shut: bool,
     dirty: bool,
     /// Tick of the armed timer entry that counts, if any.
@@ -256,6 +261,9 @@ impl Core {
                         if let Some(conn) = self.conns.get_mut(slot) {
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
                                 conn.readable = true;
+                            }
+                            if event.is_read_closed() || event.is_error() {
+                                conn.eof_signalled = true;
                             }
                             if event.is_writable() || event.is_write_closed() || event.is_error() {
                                 conn.writable = true;
@@ -497,6 +505,12 @@ impl Core {
                     Ok(n) => {
                         budget = budget.saturating_sub(n);
                         progress = true;
+                        // A short read of a plain socket took all there was (epoll(7)): the
+                        // next bytes raise a new edge, so the read that would only say
+                        // WouldBlock is saved (one syscall per request).
+                        if n < self.scratch.len() && !conn.eof_signalled && conn.io.is_plain() {
+                            conn.readable = false;
+                        }
                         flow = conn.session.on_input(&self.scratch[..n], now, &mut cx);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => conn.readable = false,
@@ -657,6 +671,7 @@ impl Core {
                             readable: false,
                             writable: false,
                             read_eof: false,
+                            eof_signalled: false,
                             write_shut: false,
                             dirty: false,
                             armed: None,
