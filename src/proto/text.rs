@@ -5,6 +5,8 @@
 //! expression whose `.` matches no line terminator, so the encoder guarantees the frame holds no raw
 //! CR, LF, U+2028 or U+2029 (spec/text-format.md §2).
 
+use std::io::Write as _;
+
 use bytes::Bytes;
 
 use crate::message::MessageId;
@@ -14,21 +16,28 @@ pub const START_MARKER: &[u8] = b"#!NGINXNMS!#";
 /// Closing marker of a text-mode message.
 pub const END_MARKER: &[u8] = b"#!NGINXNME!#";
 
+/// Longest envelope around a body: the markers, the keys, a 20-digit counter, the mid, the tag
+/// and a 29-byte date (160 bytes), rounded up.
+const ENVELOPE_MAX: usize = 176;
+
 /// Encodes one message in the text format.
 ///
 /// `now_ms` is the wall clock in Unix milliseconds at encoding time: `tag` is its last three
 /// digits and `time` its HTTP date, as the reference server writes them.
 pub fn encode(id: MessageId, body: &[u8], now_ms: u64) -> Bytes {
-    let mut out = Vec::with_capacity(body.len() + 140);
+    // One allocation of the final size (a U+2028/U+2029 in the body, escaped to 6 bytes, is the
+    // only thing that can grow it): the stored message keeps no spare capacity.
+    let mut out = Vec::with_capacity(body.len() + ENVELOPE_MAX);
     out.extend_from_slice(START_MARKER);
     out.extend_from_slice(b"{\"id\":");
-    out.extend_from_slice(id.counter().to_string().as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{}", id.counter());
     out.extend_from_slice(b",\"mid\":\"");
     out.extend_from_slice(&id.digits());
     out.extend_from_slice(b"\",\"channel\":\"-\",\"tag\":\"");
-    out.extend_from_slice(format!("{:03}", now_ms % 1000).as_bytes());
+    let _ = write!(out, "{:03}", now_ms % 1000);
     out.extend_from_slice(b"\",\"time\":\"");
-    out.extend_from_slice(http_date(now_ms / 1000).as_bytes());
+    write_http_date(&mut out, now_ms / 1000);
     out.extend_from_slice(b"\",\"text\":");
     push_single_line(&mut out, body);
     out.push(b'}');
@@ -68,6 +77,13 @@ fn push_single_line(out: &mut Vec<u8>, body: &[u8]) {
 
 /// Formats Unix seconds as an IMF-fixdate (`Thu, 29 Jun 2017 09:50:16 GMT`).
 pub fn http_date(unix_secs: u64) -> String {
+    let mut out = Vec::with_capacity(29);
+    write_http_date(&mut out, unix_secs);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends Unix seconds as an IMF-fixdate.
+fn write_http_date(out: &mut Vec<u8>, unix_secs: u64) {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -75,7 +91,8 @@ pub fn http_date(unix_secs: u64) -> String {
     let days = unix_secs / 86_400;
     let secs = unix_secs % 86_400;
     let (year, month, day) = civil_from_days(days);
-    format!(
+    let _ = write!(
+        out,
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         DAYS[(days % 7) as usize],
         day,
@@ -84,7 +101,7 @@ pub fn http_date(unix_secs: u64) -> String {
         secs / 3600,
         secs / 60 % 60,
         secs % 60
-    )
+    );
 }
 
 /// Gregorian date of a day count since 1970-01-01 (the days-to-civil algorithm of Howard Hinnant,
@@ -112,6 +129,15 @@ mod tests {
         assert_eq!(http_date(1_498_729_816), "Thu, 29 Jun 2017 09:50:16 GMT");
         assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(http_date(4_102_444_800), "Fri, 01 Jan 2100 00:00:00 GMT");
+    }
+
+    /// The envelope of the largest counter and a 4-digit year fits the one allocation.
+    #[test]
+    fn largest_envelope_fits_the_reserved_room() {
+        let id = MessageId::new(9_999_999_999, 9_999_999_999_999_999);
+        let body = b"{}";
+        let frame = encode(id, body, 253_402_300_799_999);
+        assert!(frame.len() - body.len() <= ENVELOPE_MAX, "{}", frame.len());
     }
 
     /// spec/text-format.md §1: the exact frame layout.
