@@ -40,7 +40,7 @@ const DRAIN_BUDGET: usize = 4096;
 
 /// Inline: messages collected in the outbox before a pump stops taking commands and lets the core
 /// handle them (its mailbox budget, so one pump costs the core no more than one mailbox drain).
-const OUTBOX_BUDGET: usize = crate::reactor::mailbox::DEFAULT_MAILBOX_BUDGET;
+const DEFAULT_OUTBOX_BUDGET: usize = crate::reactor::mailbox::DEFAULT_MAILBOX_BUDGET;
 
 /// Whether an inline engine has more to do this turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,14 +276,14 @@ impl LocalEngine {
         })
     }
 
-    /// Inline: handles the queued commands (until the outbox holds [`OUTBOX_BUDGET`] messages),
-    /// then the periodic work when due. The core handles [`LocalEngine::outbox`] next.
+    /// Inline: handles the queued commands (until the outbox holds [`DEFAULT_OUTBOX_BUDGET`]
+    /// messages), then the periodic work when due. The core handles [`LocalEngine::outbox`] next.
     pub fn pump(&mut self, now: Instant) -> Pump {
         if self.stopped {
             return Pump::Stopped;
         }
         let mut handled = false;
-        while self.cores.outbox().len() < OUTBOX_BUDGET {
+        while self.cores.outbox().len() < DEFAULT_OUTBOX_BUDGET {
             match self.rx.try_recv() {
                 Ok(EngineCmd::Shutdown) => {
                     self.stopped = true;

@@ -203,6 +203,11 @@ describe('headless Chromium', { skip: NO_BROWSER }, () => {
           const b = await openClient({ version, transport, user: userB });
           const a = await openClient({ version, transport, user: userA, publicList });
           try {
+            // The server counts A at the upgrade; the client sends only once its socket is open
+            // (it drops a message sent before, "WebSocket is not connected").
+            if (transport === 'websocket') {
+              await waitFor("A's client to see its WebSocket open", () => a.page.evaluate(() => window.__client.isConnected()));
+            }
             await a.page.evaluate((uid) => window.__client.sendMessage([uid], 'test', 'hello', { n: 1 }, 600), userB.userId);
             const got = await waitFor('B to get the client message', () => b.page.evaluate(() => window.__pull.client[0]));
             assert.equal(got.command, 'hello');

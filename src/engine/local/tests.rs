@@ -93,7 +93,7 @@ fn pump_stops_at_the_outbox_budget_and_continues() {
         since: None,
     })
     .unwrap();
-    let publishes = OUTBOX_BUDGET * 2;
+    let publishes = DEFAULT_OUTBOX_BUDGET * 2;
     for i in 0..publishes {
         tx.send(EngineCmd::Publish {
             from: conn(2 + i as u32),
@@ -108,7 +108,7 @@ fn pump_stops_at_the_outbox_budget_and_continues() {
         pumps += 1;
         let n = engine.outbox().len();
         // A pump stops once the budget is reached; a publish adds two messages.
-        assert!(n <= OUTBOX_BUDGET + 1, "pump {pumps}: {n} messages");
+        assert!(n <= DEFAULT_OUTBOX_BUDGET + 1, "pump {pumps}: {n} messages");
         taken += n;
         engine.outbox().clear();
         if pumped == Pump::Idle {
