@@ -15,8 +15,8 @@
 //! Readiness is edge-triggered: a connection remembers that it is readable or writable until a
 //! call returns `WouldBlock`, or a plain socket's read returns less than asked for (the socket is
 //! then empty and new bytes raise a new edge; not when the peer's end of stream was signalled,
-//! which only a further read returns). Every path that gives a connection output marks it dirty, so output
-//! is written in the same turn (the writable invariant).
+//! which only a further read returns). Every path that gives a connection output marks it dirty,
+//! so output is written in the same turn (the writable invariant).
 
 pub mod mailbox;
 pub mod timer;
