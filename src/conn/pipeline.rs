@@ -83,15 +83,11 @@ impl Pipeline {
         };
         let at = oldest.at.min(out.len());
         let before = out.len();
-        if at == before {
-            // Nothing was written after it (the usual case): appended in place.
-            publish::published(out, oldest.reply, result, Persistence::KeepAlive);
-        } else {
-            let mut answer = Vec::new();
-            publish::published(&mut answer, oldest.reply, result, Persistence::KeepAlive);
-            out.splice(at..at, answer.iter().copied());
-        }
+        // Appended, then rotated into its place (nothing moves when nothing was written after
+        // it, the usual case).
+        publish::published(out, oldest.reply, result, Persistence::KeepAlive);
         let added = out.len() - before;
+        out[at..].rotate_right(added);
         for p in &mut self.parked {
             p.at += added;
         }

@@ -6,7 +6,7 @@
 //! of a channel gets nothing for it.
 //!
 //! With several cores it runs on its own thread ([`LocalEngine::run`]). With one core it runs
-//! inside that core's loop (spec/README.md §3): the core sends its commands to the same queue,
+//! inside that core's loop (spec/README.md §4): the core sends its commands to the same queue,
 //! then calls [`LocalEngine::pump`] and handles the [`LocalEngine::outbox`] in the same turn, so
 //! a publish or a long poll's subscribe costs no thread switch and no wake-up.
 //!
