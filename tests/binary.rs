@@ -345,7 +345,7 @@ fn server_stats_json() {
 }
 
 /// spec/binary.md §3, spec/errors.md §1: bad trusted requests get `400 <code>: <reason>` and
-/// keep the connection: undecodable or empty batches and bodies that are not JSON 4013,
+/// keep the connection: undecodable or empty batches 4013,
 /// messages without receivers 4017, ids that are not 16 bytes 4019.
 #[test]
 fn trusted_request_errors() {
@@ -356,13 +356,6 @@ fn trusted_request_errors() {
     assert_wire_error(&pb_post(srv.publ, b""), e4013);
     // A request without a command.
     assert_wire_error(&pb_post(srv.publ, &[0x0a, 0x00]), e4013);
-    let not_json = pb_publish(vec![pb_message(
-        vec![pb_receiver(&ch, true, vec![])],
-        "not json",
-        0,
-        "",
-    )]);
-    assert_wire_error(&pb_post(srv.publ, &not_json), e4013);
     let none = pb_publish(vec![pb_message(vec![], &body(1), 0, "")]);
     assert_wire_error(&pb_post(srv.publ, &none), "4017: No channels found.");
     let short = pb_publish(vec![pb_message(
@@ -479,6 +472,42 @@ fn too_many_channels_is_4018() {
     assert_eq!(pb_stats_of(&r.body).len(), 100);
 }
 
+/// spec/binary.md §3–§4, spec/text-format.md §3: message bodies that are not JSON are published
+/// on every protobuf route (trusted `binaryMode=true`, `/rest/`, a binary WebSocket's own
+/// request), as the reference does: binary subscribers get the text as it is, text subscribers a
+/// JSON string.
+#[test]
+fn non_json_protobuf_bodies_are_published() {
+    let srv = keyed(|_| {});
+    let (a_priv, a_pub) = pair();
+    let (b_priv, b_pub) = pair();
+    let a_token = sign_pair(KEY, &a_priv, &a_pub);
+    let mut a = binary_ws(&srv, &a_token, &a_priv, 1);
+    let mut b = binary_ws(&srv, &sign_pair(KEY, &b_priv, &b_pub), &b_priv, 1);
+    let mut b_text = Ws::connect(srv.sub, &sign_pair(KEY, &b_priv, &b_pub), None);
+    srv.wait_subscribers(&b_priv, 2);
+    let to_b = |text: &str| {
+        let receiver = pb_receiver(&b_pub, false, public_signature(KEY, &b_pub));
+        pb_publish(vec![pb_message(vec![receiver], text, 0, "")])
+    };
+    let trusted = pb_publish(vec![pb_message(
+        vec![pb_receiver(&b_priv, true, vec![])],
+        "message",
+        0,
+        "",
+    )]);
+    let r = pb_post(srv.publ, &trusted);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = rest(&srv, "/rest/", &a_token, &to_b("rest message"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    a.send_frame(op::BINARY, &to_b("A"), true);
+    for text in ["message", "rest message", "A"] {
+        let m = pb_messages(&b.binary_frame(WAIT)).remove(0);
+        assert_eq!(m.body, text);
+        assert_eq!(b_text.messages(1, WAIT)[0].text(), text);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // §4: browser publishing
 
@@ -517,8 +546,8 @@ fn rest_publish_reaches_public_channel_as_client() {
     assert!(stats[0].is_online && !stats[0].is_private);
 }
 
-/// spec/binary.md §4, spec/errors.md §1: browser refusals: no public part in `CHANNEL_ID` 4012,
-/// a bad token 4010, a private receiver 4020, a bad public signature 4021, `serverStats` 4014.
+/// spec/binary.md §4, spec/errors.md §1: browser refusals: no public part in `CHANNEL_ID`, or a
+/// list that is refused, 4012; too many tokens 4018; a private receiver 4020, a bad public signature 4021, `serverStats` 4014.
 /// Nothing is published.
 #[test]
 fn rest_refusals() {
@@ -536,10 +565,17 @@ fn rest_refusals() {
 
     let r = rest(&srv, "/rest/", &sign(KEY, &a_priv), &to_b);
     assert_wire_error(&r, "4012: Public Channel Id is Required.");
-    let r = rest(&srv, "/rest/", &format!("{a_priv}:{a_pub}"), &to_b);
-    assert_wire_error(&r, "4010: Wrong Channel Id.");
-    let r = rest(&srv, "/rest/", "", &to_b);
-    assert_wire_error(&r, "4017: No channels found.");
+    // A list the server cannot read is a connection without a public channel, as in the
+    // reference: an unsigned `priv:pub`, a bad signature, garbage, no token at all.
+    let bad_signature = format!("{a_priv}:{a_pub}.{}", "0".repeat(40));
+    for list in [&format!("{a_priv}:{a_pub}"), &bad_signature, "zz", ""] {
+        let r = rest(&srv, "/rest/", list, &to_b);
+        assert_wire_error(&r, "4012: Public Channel Id is Required.");
+    }
+    // Too many tokens stays 4018 (a bound of this server).
+    let many = vec![a_token.as_str(); 101].join("/");
+    let r = rest(&srv, "/rest/", &many, &to_b);
+    assert_wire_error(&r, "4018: Request exceeded the maximum number of channels.");
 
     let private = pb_publish(vec![pb_message(
         vec![pb_receiver(&b_priv, true, vec![])],
@@ -634,7 +670,7 @@ fn ws_binary_request_publish_and_refusal() {
     a.send_frame(op::BINARY, &bad, true);
     assert_eq!(
         a.expect_close(WAIT),
-        (Some(4021), "Channel has an invalid signature.".into())
+        (Some(4021), "4021: Channel has an invalid signature.".into())
     );
     assert!(a.conn.closed_within(WAIT));
     b.expect_no_frame(Duration::from_millis(200));
@@ -645,7 +681,7 @@ fn ws_binary_request_publish_and_refusal() {
     c.send_frame(op::BINARY, &to_b, true);
     assert_eq!(
         c.expect_close(WAIT),
-        (Some(4012), "Public Channel Id is Required.".into())
+        (Some(4012), "4012: Public Channel Id is Required.".into())
     );
     // serverStats from a WebSocket: 4014.
     let (d_priv, d_pub) = pair();
@@ -654,7 +690,7 @@ fn ws_binary_request_publish_and_refusal() {
     d.send_frame(op::BINARY, &stats, true);
     assert_eq!(
         d.expect_close(WAIT),
-        (Some(4014), "Request command is not allowed.".into())
+        (Some(4014), "4014: Request command is not allowed.".into())
     );
 }
 
@@ -700,7 +736,7 @@ fn third_ws_evicts_oldest_with_4029() {
     let mut third = Ws::connect(srv.sub, &token, None);
     assert_eq!(
         first.expect_close(WAIT),
-        (Some(4029), "Too many connections".into())
+        (Some(4029), "4029: Too many connections".into())
     );
     assert!(first.conn.closed_within(WAIT));
     srv.wait_subscribers(&private, 2);

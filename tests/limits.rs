@@ -319,7 +319,7 @@ fn websocket_message_size_limit() {
     ws.conn.send(&parts.concat());
     assert_eq!(
         ws.expect_close(WAIT),
-        (Some(1009), "message too large".to_owned())
+        (Some(1009), "1009: message too large".to_owned())
     );
     assert!(ws.conn.closed_within(WAIT));
     srv.wait_subscribers(&ch, 0);
@@ -362,7 +362,10 @@ fn websocket_control_frame_rules() {
     ] {
         let mut ws = Ws::connect(srv.sub, &channel(), None);
         ws.conn.send(&frame);
-        assert_eq!(ws.expect_close(WAIT), (Some(1002), reason.to_owned()));
+        assert_eq!(
+            ws.expect_close(WAIT),
+            (Some(1002), format!("1002: {reason}"))
+        );
         assert!(ws.conn.closed_within(WAIT), "{reason}");
     }
 }

@@ -311,7 +311,7 @@ fn slow_websocket_gets_close_1008_after_what_was_framed() {
         u16::from_be_bytes([close.payload[0], close.payload[1]]),
         1008
     );
-    assert_eq!(&close.payload[2..], b"Output queue full.");
+    assert_eq!(&close.payload[2..], b"1008: Output queue full.");
     assert!(
         next > 0 && next < sent as u64,
         "{next} of {sent} framed before the cut"

@@ -518,7 +518,7 @@ fn protocol_errors_close_with_code_and_reason() {
         ws.conn.send(&bytes);
         assert_eq!(
             ws.expect_close(WAIT),
-            (Some(code), reason.to_owned()),
+            (Some(code), format!("{code}: {reason}")),
             "{reason}"
         );
         assert!(ws.conn.closed_within(WAIT), "{reason}");

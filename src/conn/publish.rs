@@ -136,16 +136,22 @@ pub(super) fn request_limits(shared: &Shared) -> RequestLimits {
     }
 }
 
-/// A browser's own public channel, from the tokens of its `CHANNEL_ID` (4012 without one).
+/// A browser's own public channel, from the tokens of its `CHANNEL_ID`: 4012 without one, also
+/// when the list is refused (a token malformed, unsigned or badly signed, or no token), as the
+/// reference answers (spec/binary.md §4); 4018 above `max_channels_per_request`.
 fn own_public(query: &str, cx: &Cx<'_>) -> Result<crate::message::ChannelId, WireError> {
     let list = query_param(query, "CHANNEL_ID").unwrap_or_default();
     let max = cx.shared.config.max_channels_per_request;
-    let sub = cx
+    match cx
         .shared
         .signer
         .subscription(&list, max)
-        .map_err(WireError::from)?;
-    sub.own_public.ok_or(WireError::PublicChannelRequired)
+        .map_err(WireError::from)
+    {
+        Ok(sub) => sub.own_public.ok_or(WireError::PublicChannelRequired),
+        Err(WireError::TooManyChannels) => Err(WireError::TooManyChannels),
+        Err(_) => Err(WireError::PublicChannelRequired),
+    }
 }
 
 /// Runs a validated protobuf request from HTTP.
@@ -197,14 +203,15 @@ fn text_publish(s: &mut Session, request: BodyRequest, now: Instant, cx: &mut Cx
         respond::error(&mut s.out, 400, 4013, reason, p);
         return s.finish_request(p, now, cx);
     }
-    if !request::is_json(&request.body) {
-        let reason = "Wrong Request Data. The body is not JSON.";
-        respond::error(&mut s.out, 400, 4013, reason, p);
-        return s.finish_request(p, now, cx);
-    }
+    // Any text is a body, JSON or not, as in the reference; bytes that are not UTF-8 become
+    // U+FFFD, as the reference's `toString()` makes them (spec/publishing.md §1).
+    let body = match String::from_utf8(request.body) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
     let publication = Publication {
         receivers,
-        body: Bytes::from(request.body),
+        body: Bytes::from(body),
         expiry: request.expiry,
         sender: Sender::Backend,
         label: Label::new(""),

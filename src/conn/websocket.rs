@@ -64,8 +64,8 @@ pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mu
         Err(e) => {
             // The newer reference accepts the upgrade and closes with the code: that is what
             // clients react to (spec/websocket.md §5).
-            let reason = format!("{}: {}", e.code(), e.reason());
-            s.out.extend_from_slice(&ws::close_frame(e.code(), &reason));
+            s.out
+                .extend_from_slice(&ws::close_frame(e.code(), e.reason()));
             s.close(now, cx);
             return;
         }

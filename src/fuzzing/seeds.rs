@@ -657,7 +657,7 @@ fn session() -> Vec<Seed> {
                                 "Message-Expiry: 60\r\n",
                                 IM_BODY.as_bytes(),
                             ),
-                            post(&format!("/bitrix/pub/?CHANNEL_ID={PRIV}"), "", b"not json"),
+                            post(&format!("/bitrix/pub/?CHANNEL_ID={PRIV}"), "", b"  "),
                             post(
                                 &format!("/bitrix/pub/?CHANNEL_ID={}", signed(PRIV2)),
                                 "",

@@ -177,7 +177,7 @@ fn harness_pipelined_publishes_answer_in_order() {
     let text = String::from_utf8_lossy(&out);
     let markers = [
         "{\"mid\":\"17000000000000000000000001\"}",
-        "4013: Wrong Request Data. The body is not JSON.",
+        "4013: Wrong Request Data. The body is empty.",
         "HTTP/1.1 503 Service Unavailable",
         "{\"infos\":[{\"channel\":",
         "{\"mid\":\"17000000000000000000000002\"}",

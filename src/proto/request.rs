@@ -15,7 +15,7 @@ pub enum WireError {
     WrongChannelId,
     /// 4012: a browser request from a connection without a public channel.
     PublicChannelRequired,
-    /// 4013: undecodable request, empty or non-JSON body.
+    /// 4013: undecodable request, or an empty text body.
     WrongRequestData,
     /// 4014: a command browsers may not use.
     CommandNotAllowed,
@@ -172,17 +172,6 @@ impl ClientRequest {
     }
 }
 
-/// Whether `body` is one JSON value (RFC 8259): UTF-8 text, any type, surrounding whitespace
-/// allowed (spec/publishing.md §1 check 7).
-///
-/// UTF-8 is checked first: serde_json skips the contents of strings it ignores without
-/// checking them, and a stray byte would reach WebSocket text frames, which browsers must
-/// refuse (RFC 6455 §8.1), and differ between the text and binary encodings.
-pub fn is_json(body: &[u8]) -> bool {
-    std::str::from_utf8(body)
-        .is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
-}
-
 /// Decodes and checks a `RequestBatch`. Only its first request is executed, as the reference
 /// does (spec/binary.md §3).
 pub fn parse(
@@ -215,10 +204,8 @@ pub fn parse(
                         .iter()
                         .map(|r| (r.id.as_slice(), r.is_private, r.signature.as_slice()));
                     let receivers = channels(receivers, trust, signer, limits)?;
+                    // Any text is a body, JSON or not, as in the reference (spec/binary.md §3).
                     let body = Bytes::from(m.body.into_bytes());
-                    if !is_json(&body) {
-                        return Err(WireError::WrongRequestData);
-                    }
                     let label = Label::new(&m.r#type);
                     Ok(Publication {
                         receivers,

@@ -20,11 +20,32 @@ pub const END_MARKER: &[u8] = b"#!NGINXNME!#";
 /// and a 29-byte date (160 bytes), rounded up.
 const ENVELOPE_MAX: usize = 176;
 
+/// Whether `body` is one JSON value (RFC 8259): UTF-8 text, any type, surrounding whitespace
+/// allowed (spec/text-format.md §3).
+///
+/// UTF-8 is checked first: serde_json skips the contents of strings it ignores without
+/// checking them, and a stray byte would reach WebSocket text frames, which browsers must
+/// refuse (RFC 6455 §8.1), and differ between the text and binary encodings.
+pub fn is_json(body: &[u8]) -> bool {
+    std::str::from_utf8(body)
+        .is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
+}
+
 /// Encodes one message in the text format.
 ///
 /// `now_ms` is the wall clock in Unix milliseconds at encoding time: `tag` is its last three
 /// digits and `time` its HTTP date, as the reference server writes them.
+///
+/// A body that is one JSON value is the `text` value as it is; any other body is written as a
+/// JSON string of its text, so the message stays one JSON object (spec/text-format.md §3).
 pub fn encode(id: MessageId, body: &[u8], now_ms: u64) -> Bytes {
+    let quoted;
+    let body = if is_json(body) {
+        body
+    } else {
+        quoted = json_string(body);
+        &quoted
+    };
     // One allocation of the final size (a U+2028/U+2029 in the body, escaped to 6 bytes, is the
     // only thing that can grow it): the stored message keeps no spare capacity.
     let mut out = Vec::with_capacity(body.len() + ENVELOPE_MAX);
@@ -43,6 +64,12 @@ pub fn encode(id: MessageId, body: &[u8], now_ms: u64) -> Bytes {
     out.push(b'}');
     out.extend_from_slice(END_MARKER);
     Bytes::from(out)
+}
+
+/// `body` as a JSON string (RFC 8259 §7): its text, with each invalid UTF-8 sequence as U+FFFD,
+/// quoted and escaped by serde_json (`"`, `\\` and control characters, CR and LF as `\r`, `\n`).
+fn json_string(body: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&String::from_utf8_lossy(body)).unwrap_or_else(|_| b"\"\"".to_vec())
 }
 
 /// Appends `body` with every line terminator made harmless: CR and LF (only legal in JSON as
@@ -167,5 +194,65 @@ mod tests {
         let json = &text[START_MARKER.len()..text.len() - END_MARKER.len()];
         let value: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(value["text"]["a"], "x\u{2028}y\u{2029}\u{e9}");
+    }
+
+    /// The message between the markers, parsed.
+    fn parsed(frame: &[u8]) -> serde_json::Value {
+        let text = std::str::from_utf8(frame).unwrap();
+        assert!(
+            !text.contains(['\r', '\n', '\u{2028}', '\u{2029}']),
+            "{text}"
+        );
+        let json = &text[START_MARKER.len()..text.len() - END_MARKER.len()];
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// spec/text-format.md §3: a body that is not JSON is the JSON string of its text, so the
+    /// frame stays parseable; a JSON body is copied as it is.
+    #[test]
+    fn non_json_bodies_are_json_strings() {
+        let id = MessageId::new(1_498_729_816, 42);
+        let frame = encode(id, b"message", 1_498_729_816_123);
+        assert!(frame.ends_with(b",\"text\":\"message\"}#!NGINXNME!#"));
+        for (body, text) in [
+            (&b"A"[..], "A"),
+            (
+                b"5d41402abc4b2a76b9719d911017c592",
+                "5d41402abc4b2a76b9719d911017c592",
+            ),
+            (b"say \"hi\"\\", "say \"hi\"\\"),
+            (b"two\r\nlines\t", "two\r\nlines\t"),
+            ("sep\u{2028}\u{2029}".as_bytes(), "sep\u{2028}\u{2029}"),
+            (b"{\"a\":", "{\"a\":"),
+            (b"bad \xff utf-8", "bad \u{fffd} utf-8"),
+            (b" ", " "),
+        ] {
+            assert_eq!(parsed(&encode(id, body, 0))["text"], text, "{body:?}");
+        }
+        // JSON values of every type are copied unchanged.
+        for body in ["{\"a\":1}", "[1,2]", "\"str\"", "12.5", "true", "null"] {
+            let frame = encode(id, body.as_bytes(), 0);
+            let tail = format!(",\"text\":{body}}}#!NGINXNME!#");
+            assert!(frame.ends_with(tail.as_bytes()), "{body}");
+        }
+    }
+
+    /// spec/text-format.md §3: a body is JSON only as UTF-8 text. Found by the
+    /// `text_publish` fuzz target (fuzz/regressions/*/crash-*-non-utf8-body): serde_json
+    /// skipped a Latin-1 byte inside an ignored string, the text frame carried it raw and the
+    /// binary encoding replaced it.
+    #[test]
+    fn json_bodies_are_utf8() {
+        assert!(is_json(br#" {"module_id":"im","text":"H\u00e9llo"} "#));
+        assert!(is_json("\"H\u{e9}llo\"".as_bytes()));
+        assert!(is_json(b"[1,2.5e3,null]\r\n"));
+        assert!(!is_json(b"\"H\xe9llo\""));
+        assert!(!is_json(b"{\"comman\xff\":1}"));
+        assert!(
+            !is_json(b"\"\xed\xa0\x80\""),
+            "a UTF-16 surrogate encoded as UTF-8"
+        );
+        assert!(!is_json(b"{\"a\":"));
+        assert!(!is_json(b""));
     }
 }

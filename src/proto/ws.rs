@@ -383,15 +383,22 @@ pub fn control_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// A whole close frame: code + reason (reason truncated to 123 bytes at a UTF-8 char boundary).
+/// A whole close frame: the code, then, if `reason` is not empty, the text `<code>: <reason>`
+/// as the reference writes every close reason (spec/websocket.md §6), truncated to 123 bytes at
+/// a UTF-8 char boundary. An empty `reason` gives a frame with the code only.
 pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
-    let mut cut = reason.len().min(MAX_CLOSE_REASON);
-    while !reason.is_char_boundary(cut) {
+    let text = if reason.is_empty() {
+        String::new()
+    } else {
+        format!("{code}: {reason}")
+    };
+    let mut cut = text.len().min(MAX_CLOSE_REASON);
+    while !text.is_char_boundary(cut) {
         cut -= 1;
     }
     let mut payload = Vec::with_capacity(2 + cut);
     payload.extend_from_slice(&code.to_be_bytes());
-    payload.extend_from_slice(&reason.as_bytes()[..cut]);
+    payload.extend_from_slice(&text.as_bytes()[..cut]);
     control_frame(Opcode::Close, &payload)
 }
 

@@ -198,7 +198,7 @@ for (const { version, transport } of MATRIX) {
       t.diagnostic(`server down ${downMs} ms; client subscribed again after ${back} ms, ${tries.length} attempt(s): ` +
         tries.map((e) => `+${e.t - t0} ms ${e.kind === 'xhr' ? e.status : ''}`).join(', '));
       const closes = wire.about(c.user.priv).filter((e) => e.kind === 'ws-close').map((e) => `${e.code} ${e.reason}`);
-      if (ws) assert.ok(closes.includes('1001 Server shutdown.'), `close frames seen: ${closes}`);
+      if (ws) assert.ok(closes.includes('1001 1001: Server shutdown.'), `close frames seen: ${closes}`);
       assertNoWireDuplicates(c);
     });
 

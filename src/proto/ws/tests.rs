@@ -384,7 +384,7 @@ fn close_frames() {
     let ours = close_frame(1009, MessageTooLarge.reason());
     assert_eq!(
         run(&masked(0x8, &ours[2..])).0,
-        vec![close(1009, "message too large")]
+        vec![close(1009, "1009: message too large")]
     );
 }
 
@@ -469,21 +469,25 @@ fn control_frame_truncates() {
 #[test]
 fn close_frame_truncates_at_char_boundary() {
     assert_eq!(close_frame(1000, ""), vec![0x88, 2, 0x03, 0xE8]);
+    // The reason is written `<code>: <reason>` (spec/websocket.md §6).
     assert_eq!(
         close_frame(1002, "no"),
-        vec![0x88, 4, 0x03, 0xEA, b'n', b'o']
+        [&[0x88, 10, 0x03, 0xEA][..], b"1002: no"].concat()
     );
     let a = |n: usize| "a".repeat(n);
-    // 122 ASCII bytes then "é" (2 bytes): 124 bytes, cut back to 122.
-    let f = close_frame(1001, &format!("{}é", a(122)));
-    assert_eq!((f[1], &f[4..]), (2 + 122, a(122).as_bytes()));
+    // "1001: " (6 bytes), 116 ASCII bytes, then "é" (2 bytes): 124 bytes, cut back to 122.
+    let f = close_frame(1001, &format!("{}é", a(116)));
+    assert_eq!(
+        (f[1], &f[4..]),
+        (2 + 122, format!("1001: {}", a(116)).as_bytes())
+    );
     // Exactly 123 bytes fit.
-    let reason = format!("{}é", a(121));
+    let reason = format!("{}é", a(115));
     let f = close_frame(1001, &reason);
-    assert_eq!((f[1], &f[4..]), (125, reason.as_bytes()));
+    assert_eq!((f[1], &f[4..]), (125, format!("1001: {reason}").as_bytes()));
     // A 4-byte char straddling the limit.
-    let f = close_frame(4000, &format!("{}😀", a(121)));
-    assert_eq!(&f[4..], a(121).as_bytes());
+    let f = close_frame(4000, &format!("{}😀", a(115)));
+    assert_eq!(&f[4..], format!("4000: {}", a(115)).as_bytes());
     // All multi-byte: the result is always valid UTF-8 and at most 123 bytes.
     for prefix in 0..4 {
         let f = close_frame(1000, &format!("{}{}", a(prefix), "€".repeat(60)));
