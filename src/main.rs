@@ -24,13 +24,18 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// The process exits at the latest this long after the stop signal, whatever is left open.
 const EXIT_DEADLINE: Duration = Duration::from_millis(4_800);
 
+/// Exit status of a configuration that cannot be loaded or breaks a rule (spec/README.md §6).
+const EXIT_CONFIG: i32 = 2;
+/// Exit status when another process serves a listener address (spec/README.md §6).
+const EXIT_ADDR_IN_USE: i32 = 3;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = match Config::load(&cli) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("pushpull: configuration error: {e}");
-            std::process::exit(2);
+            std::process::exit(EXIT_CONFIG);
         }
     };
     if let Command::CheckConfig = cli.command() {
@@ -64,7 +69,14 @@ fn main() -> anyhow::Result<()> {
     }
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
-    let mut server = Server::start(config).context("starting the server")?;
+    let mut server = match Server::start(config) {
+        Ok(server) => server,
+        Err(e) if e.is_addr_in_use() => {
+            eprintln!("pushpull: {e}");
+            std::process::exit(EXIT_ADDR_IN_USE);
+        }
+        Err(e) => return Err(e).context("starting the server"),
+    };
     for signal in signals.forever() {
         if signal != SIGHUP {
             log::info!("signal {signal}: shutting down");

@@ -1,5 +1,6 @@
-//! Starting and stopping the server: binds every listener once per core with `SO_REUSEPORT`,
-//! starts the engine thread and one reactor thread per core, and stops them in order.
+//! Starting and stopping the server: claims every listener address (no other process may serve
+//! it, net::listen), binds it once per core with `SO_REUSEPORT`, starts the engine thread and one
+//! reactor thread per core, and stops them in order.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,9 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use log::info;
-use mio::net::TcpListener;
 use mio::{Poll, Waker};
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, ListenerKind, Storage};
 use crate::conn::Shared;
@@ -19,25 +18,24 @@ use crate::engine::memory::StoreLimits;
 use crate::engine::redis::{RedisEngine, RedisSettings};
 use crate::engine::{DEFAULT_ENGINE_QUEUE, EngineCmd, EngineHandle};
 use crate::metrics::{CoreStats, EngineStats};
+use crate::net::listen::{self, AddrLock, ListenError};
 use crate::net::tls::{TlsAcceptor, TlsError};
 use crate::proto::channel::Signer;
 use crate::reactor::mailbox::{CorePeer, mailbox};
 use crate::reactor::{Core, CoreSetup, Listener, WAKER_TOKEN};
 
-/// Kernel accept queue length of each listener: absorbs connection bursts (the kernel caps it
-/// at `net.core.somaxconn`).
-pub const DEFAULT_BACKLOG: i32 = 4096;
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
+    /// A listener could not be bound, or another process serves its address.
+    #[error("cannot listen on {addr} ({kind}): {source}")]
+    Listen {
         /// The address.
         addr: SocketAddr,
+        /// The listener's kind.
+        kind: ListenerKind,
         /// The cause.
-        source: io::Error,
+        source: ListenError,
     },
     /// A listener's TLS certificate or key could not be loaded.
     #[error("listener {addr}: {source}")]
@@ -57,6 +55,20 @@ pub enum ServerError {
     },
 }
 
+impl ServerError {
+    /// Whether another process serves one of the listener addresses (`pushpull` exits with
+    /// status 3 then, spec/README.md §6).
+    pub fn is_addr_in_use(&self) -> bool {
+        matches!(
+            self,
+            ServerError::Listen {
+                source: ListenError::InUse(_),
+                ..
+            }
+        )
+    }
+}
+
 /// A running server.
 pub struct Server {
     cores: Vec<JoinHandle<io::Result<()>>>,
@@ -67,16 +79,19 @@ pub struct Server {
     /// Each configured listener's TLS side (`None`: plain), in configuration order.
     tls: Vec<Option<Arc<TlsAcceptor>>>,
     shared: Arc<Shared>,
+    /// The listener addresses' locks: other pushpull processes stay off them while this one runs.
+    _locks: Vec<AddrLock>,
 }
 
 impl Server {
-    /// Binds the listeners and starts the engine and the cores.
+    /// Claims and binds the listeners and starts the engine and the cores. Fails, before
+    /// anything is bound, when another process serves a listener address
+    /// ([`ServerError::is_addr_in_use`], net::listen).
     pub fn start(config: Config) -> Result<Self, ServerError> {
         let threads = config.threads.max(1);
         let core_stats: Vec<Arc<CoreStats>> = (0..threads).map(|_| Arc::default()).collect();
         let engine_stats = Arc::new(EngineStats::default());
         let signer = Signer::new(config.security_key.as_deref(), config.signature_algo);
-        // Bind core 0 first so that port 0 resolves to one port that the other cores share.
         let mut addrs: Vec<(ListenerKind, SocketAddr)> =
             config.listeners.iter().map(|l| (l.kind, l.addr)).collect();
         let mut tls = Vec::with_capacity(addrs.len());
@@ -91,25 +106,29 @@ impl Server {
                 _ => None,
             });
         }
-        let mut per_core: Vec<Vec<Listener>> = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            let mut listeners = Vec::with_capacity(addrs.len());
-            for ((kind, addr), tls) in addrs.iter_mut().zip(&tls) {
-                let socket = bind(*addr).map_err(|source| ServerError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-                *addr = socket.local_addr().map_err(|source| ServerError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-                listeners.push(Listener {
+        let listen_err = |(kind, addr): (ListenerKind, SocketAddr)| {
+            move |source| ServerError::Listen { addr, kind, source }
+        };
+        // Every address is claimed before any is bound: a start that fails accepted nothing.
+        let mut claims = Vec::with_capacity(addrs.len());
+        for &listener in &addrs {
+            claims.push(listen::claim(listener.1).map_err(listen_err(listener))?);
+        }
+        let mut per_core: Vec<Vec<Listener>> = (0..threads)
+            .map(|_| Vec::with_capacity(addrs.len()))
+            .collect();
+        let mut locks = Vec::with_capacity(addrs.len());
+        for ((listener, claim), tls) in addrs.iter_mut().zip(claims).zip(&tls) {
+            let bound = claim.bind(threads).map_err(listen_err(*listener))?;
+            listener.1 = bound.addr;
+            for (core, socket) in per_core.iter_mut().zip(bound.sockets) {
+                core.push(Listener {
                     socket,
-                    kind: *kind,
+                    kind: listener.0,
                     tls: tls.clone(),
                 });
             }
-            per_core.push(listeners);
+            locks.push(bound.lock);
         }
         let shared = Arc::new(Shared {
             config,
@@ -170,7 +189,7 @@ impl Server {
         }
         for ((kind, addr), tls) in addrs.iter().zip(&tls) {
             let tls = if tls.is_some() { ", TLS" } else { "" };
-            info!("listening on {addr} ({kind:?}{tls}) with {threads} cores");
+            info!("listening on {addr} ({kind}{tls}) with {threads} cores");
         }
         addrs.dedup();
         Ok(Self {
@@ -181,6 +200,7 @@ impl Server {
             addrs,
             tls,
             shared,
+            _locks: locks,
         })
     }
 
@@ -325,16 +345,4 @@ fn start_engine(
             thread.spawn(move || engine.run()).map(Engine::Thread)
         }
     }
-}
-
-/// A non-blocking listener with `SO_REUSEADDR` and `SO_REUSEPORT`, so every core binds the same
-/// address and the kernel spreads connections over them.
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(DEFAULT_BACKLOG)?;
-    Ok(TcpListener::from_std(socket.into()))
 }

@@ -137,6 +137,16 @@ pub enum ListenerKind {
     Pub,
 }
 
+impl fmt::Display for ListenerKind {
+    /// The configuration's spelling: `sub` or `pub`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ListenerKind::Sub => "sub",
+            ListenerKind::Pub => "pub",
+        })
+    }
+}
+
 /// One listening socket.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

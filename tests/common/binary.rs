@@ -7,7 +7,8 @@
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -23,34 +24,72 @@ pub struct Binary {
 }
 
 /// A loopback address with a port that was free a moment ago.
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
 }
 
+/// The binary's command line on `sub` and `publ`: [`crate::common::test_threads`] cores, quiet
+/// logs, no online window after a channel's last connection left (so subscriber counts are
+/// live, as in [`crate::common::test_config`]) and the `PUSHPULL_*` settings of `env` (and
+/// nothing else from the environment).
+pub fn command(sub: SocketAddr, publ: SocketAddr, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushpull"));
+    command
+        .env_clear()
+        .env("PUSHPULL_ONLINE_TTL", "1ms")
+        .env("PUSHPULL_ONLINE_DELTA", "0")
+        .envs(env.iter().copied())
+        .arg(format!("--threads={}", crate::common::test_threads()))
+        .args(["--log-level", "warn"])
+        .arg(format!("--sub-listen={sub}"))
+        .arg(format!("--pub-listen={publ}"))
+        .stdout(Stdio::null());
+    command
+}
+
+/// Waits until `child` exits, at most `d`; `None` if it still runs.
+pub fn wait_exit(child: &mut Child, d: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + d;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Binary {
-    /// Starts the binary with [`crate::common::test_threads`] cores, quiet logs, no online window after a channel's last
-    /// connection left (so subscriber counts are live, as in [`crate::common::test_config`]) and
-    /// the `PUSHPULL_*` settings of `env` (and nothing else from the environment).
+    /// Starts the binary (see [`command`]) on free loopback ports.
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let (sub, publ) = (free_addr(), free_addr());
-        let child = Command::new(env!("CARGO_BIN_EXE_pushpull"))
-            .env_clear()
-            .env("PUSHPULL_ONLINE_TTL", "1ms")
-            .env("PUSHPULL_ONLINE_DELTA", "0")
-            .envs(env.iter().copied())
-            .arg(format!("--threads={}", crate::common::test_threads()))
-            .args(["--log-level", "warn"])
-            .arg(format!("--sub-listen={sub}"))
-            .arg(format!("--pub-listen={publ}"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start pushpull");
-        let srv = Self { child, sub, publ };
+        Self::start_on(free_addr(), free_addr(), env)
+    }
+
+    /// Starts the binary (see [`command`]) on `sub` and `publ`; panics if it exits before both
+    /// listen.
+    pub fn start_on(sub: SocketAddr, publ: SocketAddr, env: &[(&str, &str)]) -> Self {
+        let child = command(sub, publ, env).spawn().expect("start pushpull");
+        let mut srv = Self { child, sub, publ };
         wait_until("the server to listen", WAIT, || {
+            if let Some(status) = srv.child.try_wait().expect("try_wait") {
+                panic!("pushpull exited before listening: {status}");
+            }
             TcpStream::connect(srv.publ).is_ok() && TcpStream::connect(srv.sub).is_ok()
         });
         srv
+    }
+
+    /// Sends SIGTERM and waits for the exit (spec/README.md §5: within 5 s).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM: {sent}");
+        wait_exit(&mut self.child, Duration::from_secs(6)).expect("exits within 5 s of SIGTERM")
     }
 
     /// The process object of `/server-stat/`.
