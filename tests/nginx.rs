@@ -5,7 +5,8 @@
 //! in-process pushpull. Every route of the layout is then exercised through nginx only:
 //! long polling on `/bitrix/sub/` (text and binary) and on `/bitrix/subws/`, WebSocket on
 //! `/bitrix/subws/` (text and binary frames), browser publishing on `/bitrix/rest/`, PHP
-//! publishing, channel queries and `/server-stat/` on the localhost server, and the denials.
+//! publishing, channel queries and `/server-stat/` on the localhost server, the denials, and
+//! the push test of Bitrix's site checker (tests/common/site_checker.rs).
 //!
 //! The example is run twice: as written, and with every line marked `# [not in BitrixVM]`
 //! removed, which leaves BitrixVM's own locations (long polls then reach pushpull over
@@ -15,6 +16,8 @@
 //! except under `CI=true`, where they fail.
 
 mod common;
+#[path = "common/site_checker.rs"]
+mod site_checker;
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -92,6 +95,7 @@ fn run(variant: Variant) {
     browser_publish(&front);
     server_stat(&front);
     denials(&front);
+    site_checker_push_test(&front);
 
     let r = idle
         .try_response(deadline(HOLD + WAIT))
@@ -264,6 +268,18 @@ fn server_stat(front: &Nginx) {
     let procs = v.as_array().expect("server-stat is an array");
     assert_eq!(procs.len(), 1, "{v}");
     assert!(procs[0].is_object(), "{v}");
+}
+
+/// Bitrix's site checker, push test: its long poll on the public `/bitrix/sub/`, its publish and
+/// `DELETE` on the localhost server's `/bitrix/pub/` (`path_to_publish`).
+fn site_checker_push_test(front: &Nginx) {
+    let target = site_checker::Target {
+        sub: front.public,
+        sub_path: "/bitrix/sub/",
+        publ: front.rtc,
+        pub_path: "/bitrix/pub/",
+    };
+    site_checker::run(&target, |ch| front.wait_online(ch));
 }
 
 /// What BitrixVM keeps closed: publishing and stats on the public server, anything else on the
