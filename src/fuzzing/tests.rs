@@ -134,7 +134,8 @@ fn harness_websocket_binary_publish_and_evict() {
     let out = session::run(&seed("websocket-binary-publish"));
     assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
     assert!(contains(&out, b"\x82"), "a binary frame");
-    assert!(contains(&out, &[0x88, 22, 0x0f, 0xbd]), "close 4029");
+    let close = [&[0x88, 28, 0x0f, 0xbd][..], b"4029: Too many connections"].concat();
+    assert!(contains(&out, &close), "close 4029");
 }
 
 /// spec/limits.md: a subscriber that does not read is closed once its output queue is full.
