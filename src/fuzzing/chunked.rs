@@ -109,7 +109,9 @@ fn model(input: &[u8], limits: &ChunkedLimits) -> Option<(Vec<u8>, usize)> {
     loop {
         let line = crlf_line(input, at)?;
         let size = size_line(line)?;
-        if line.len() > limits.max_line || data.len() as u64 + size > limits.max_body {
+        if line.len() > limits.max_line
+            || (data.len() as u64).saturating_add(size) > limits.max_body
+        {
             return None;
         }
         framing = counted(framing, line.len() as u64 + 2)?;
