@@ -517,42 +517,6 @@ fn rest_publish_reaches_public_channel_as_client() {
     assert!(stats[0].is_online && !stats[0].is_private);
 }
 
-/// spec/binary.md §4, spec/README.md §3 "Bodies": a browser publish with a chunked body (one
-/// byte per chunk, with an extension and a trailer field) is served as with `Content-Length`.
-#[test]
-fn rest_publish_with_chunked_body() {
-    let srv = keyed(|_| {});
-    let (a_priv, a_pub) = pair();
-    let (b_priv, b_pub) = pair();
-    let mut b = binary_ws(&srv, &sign_pair(KEY, &b_priv, &b_pub), &b_priv, 1);
-    let request = pb_publish(vec![pb_message(
-        vec![pb_receiver(&b_pub, false, public_signature(KEY, &b_pub))],
-        &body(9),
-        0,
-        "im_typing",
-    )]);
-    let mut framed = Vec::new();
-    for byte in &request {
-        framed.extend_from_slice(b"1;e=1\r\n");
-        framed.push(*byte);
-        framed.extend_from_slice(b"\r\n");
-    }
-    framed.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
-    let path = format!(
-        "/bitrix/rest/?CHANNEL_ID={}",
-        sign_pair(KEY, &a_priv, &a_pub)
-    );
-    let mut c = Conn::connect(srv.publ);
-    let headers = [("Content-Type", "application/octet-stream")];
-    c.send(&format_chunked_request("POST", &path, &headers, &framed));
-    let r = c.response();
-    assert_eq!((r.status, r.body.len()), (200, 0), "{}", r.text());
-    assert!(!r.closes());
-    let m = pb_messages(&b.binary_frame(WAIT)).remove(0);
-    assert_eq!(m.body, body(9));
-    assert_client(&m, &a_pub);
-}
-
 /// spec/binary.md §4, spec/errors.md §1: browser refusals: no public part in `CHANNEL_ID` 4012,
 /// a bad token 4010, a private receiver 4020, a bad public signature 4021, `serverStats` 4014.
 /// Nothing is published.

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use pushpull::proto::pb;
 use serde_json::Value;
 
 const HOLD: Duration = Duration::from_millis(300);
@@ -121,6 +122,46 @@ fn chunked_binary_publish() {
     let r = c.response();
     assert_eq!((r.status, r.body.len()), (200, 0), "{}", r.text());
     assert_eq!(ws.messages(1, WAIT)[0].text(), &json(&body(3)));
+}
+
+/// spec/binary.md §4, spec/README.md §3 "Bodies": a browser publish with a chunked body (one
+/// byte per chunk, with an extension and a trailer field) is served as with `Content-Length`.
+#[test]
+fn rest_publish_with_chunked_body() {
+    let srv = start(|c| c.security_key = Some(KEY.into()));
+    let (a_priv, a_pub) = (channel(), channel());
+    let (b_priv, b_pub) = (channel(), channel());
+    let b_token = sign_pair(KEY, &b_priv, &b_pub);
+    let mut b = Ws::connect(srv.sub, &format!("{b_token}&binaryMode=true"), None);
+    srv.wait_subscribers(&b_priv, 1);
+    let request = pb_publish(vec![pb_message(
+        vec![pb_receiver(&b_pub, false, public_signature(KEY, &b_pub))],
+        &body(9),
+        0,
+        "im_typing",
+    )]);
+    let mut framed = Vec::new();
+    for byte in &request {
+        framed.extend_from_slice(b"1;e=1\r\n");
+        framed.push(*byte);
+        framed.extend_from_slice(b"\r\n");
+    }
+    framed.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
+    let path = format!(
+        "/bitrix/rest/?CHANNEL_ID={}",
+        sign_pair(KEY, &a_priv, &a_pub)
+    );
+    let mut c = Conn::connect(srv.publ);
+    let headers = [("Content-Type", "application/octet-stream")];
+    c.send(&format_chunked_request("POST", &path, &headers, &framed));
+    let r = c.response();
+    assert_eq!((r.status, r.body.len()), (200, 0), "{}", r.text());
+    assert!(!r.closes());
+    let m = pb_messages(&b.binary_frame(WAIT)).remove(0);
+    assert_eq!(m.body, body(9));
+    let sender = m.sender.expect("a sender");
+    assert_eq!(sender.r#type, pb::SenderType::Client as i32);
+    assert_eq!(sender.id, raw_id(&a_pub));
 }
 
 /// spec/README.md §3, spec/publishing.md §1 check 3, spec/errors.md §1: a chunked body whose
