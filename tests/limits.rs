@@ -148,23 +148,11 @@ fn wrong_method_is_405() {
     assert!(r.header("Allow").is_some_and(|a| a.contains("POST")));
 }
 
-/// spec/publishing.md §1, spec/errors.md: a chunked publish is 411; an undecodable
-/// `binaryMode=true` request is 400 `4013`.
+/// spec/binary.md §3, spec/errors.md: an undecodable `binaryMode=true` request is 400 `4013`
+/// (chunked publishes: tests/chunked.rs).
 #[test]
-fn chunked_and_bad_binary_publish_refused() {
+fn bad_binary_publish_refused() {
     let srv = start_default();
-    let mut c = Conn::connect(srv.publ);
-    let b = body(1);
-    let raw = format!(
-        "POST /bitrix/pub/?CHANNEL_ID={} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
-        channel(),
-        b.len()
-    );
-    c.send(raw.as_bytes());
-    let r = c.response();
-    assert_eq!(r.status, 411);
-    assert!(r.closes());
-
     let r = request(
         srv.publ,
         "POST",

@@ -7,6 +7,7 @@ use super::{Cx, Poll, Session, State, Sub, SubRequest, lockdown, publish, respon
 use crate::config::ListenerKind;
 use crate::message::{Format, MessageId};
 use crate::proto::channel::ChannelError;
+use crate::proto::chunked::{ChunkedDecoder, ChunkedError, ChunkedLimits, Decoded};
 use crate::proto::http::{
     BodyFraming, HeadLimits, Method, Persistence, RequestHead, parse_request_head, query_param,
 };
@@ -41,8 +42,28 @@ pub(super) fn on_head(s: &mut Session, now: Instant, cx: &mut Cx<'_>) -> bool {
         Ok(Some((consumed, head))) => {
             s.rbuf.consume(consumed);
             cx.stats.requests.add(1);
-            if !takes_body(s.kind, &head) && !skip_body(s, &head, now, cx) {
-                return false;
+            if takes_body(s.kind, &head) {
+                dispatch(s, head, now, cx);
+                return true;
+            }
+            // A request that takes no body: its body is dropped (README.md §3).
+            let max = cx.shared.config.max_payload;
+            match head.body {
+                BodyFraming::None => {}
+                BodyFraming::Length(n) if n <= max as u64 => s.skip = n,
+                BodyFraming::Length(_) => {
+                    refuse_body(s, BodyRefusal::TooLarge(max as u64), now, cx);
+                    return false;
+                }
+                // Read and dropped before the request is served: only the decoder knows
+                // where it ends, and a bad one is answered in place of the request.
+                BodyFraming::Chunked => {
+                    s.state = State::Body(Box::new(Reading {
+                        framing: Framing::chunked(max),
+                        then: Then::Serve(head),
+                    }));
+                    return true;
+                }
             }
             dispatch(s, head, now, cx);
             true
@@ -50,26 +71,107 @@ pub(super) fn on_head(s: &mut Session, now: Instant, cx: &mut Cx<'_>) -> bool {
     }
 }
 
-/// Takes body bytes of a publish request; returns whether it made progress.
+/// A request whose body is being read (`State::Body`).
+#[derive(Debug)]
+pub(super) struct Reading {
+    /// How the body ends.
+    pub(super) framing: Framing,
+    /// What happens with the body and once it is read.
+    pub(super) then: Then,
+}
+
+/// How a body being read ends.
+#[derive(Debug)]
+pub(super) enum Framing {
+    /// `Content-Length`: this many body bytes are still to come.
+    Length(usize),
+    /// `Transfer-Encoding: chunked` (spec/README.md §3).
+    Chunked(ChunkedDecoder),
+}
+
+impl Framing {
+    /// A chunked body of at most `max_payload` bytes.
+    pub(super) fn chunked(max_payload: usize) -> Self {
+        Self::Chunked(ChunkedDecoder::new(ChunkedLimits::new(max_payload as u64)))
+    }
+}
+
+/// What a body being read is for.
+#[derive(Debug)]
+pub(super) enum Then {
+    /// A publish: the body is kept and the publish runs when it is complete.
+    Publish(publish::BodyRequest),
+    /// A request that takes no body: the body is dropped, then the request is served.
+    Serve(RequestHead),
+}
+
+/// Takes body bytes of the request being read; returns whether it made progress.
 pub(super) fn on_body(s: &mut Session, now: Instant, cx: &mut Cx<'_>) -> bool {
-    let State::Body(request) = &mut s.state else {
+    let State::Body(reading) = &mut s.state else {
         return false;
     };
-    let take = (request.need - request.body.len()).min(s.rbuf.len());
-    if take == 0 {
+    if s.rbuf.is_empty() {
         return false;
     }
-    request.body.extend_from_slice(&s.rbuf[..take]);
-    s.rbuf.consume(take);
+    let max = cx.shared.config.max_payload;
+    let mut kept = match &mut reading.then {
+        Then::Publish(request) => Some(&mut request.body),
+        Then::Serve(_) => None,
+    };
+    let mut sink = |data: &[u8]| {
+        if let Some(body) = kept.as_deref_mut() {
+            append_bounded(body, data, max);
+        }
+    };
+    let decoded = match &mut reading.framing {
+        Framing::Length(left) => {
+            let n = (*left).min(s.rbuf.len());
+            sink(&s.rbuf[..n]);
+            *left -= n;
+            Ok(if *left == 0 {
+                Decoded::Done(n)
+            } else {
+                Decoded::NeedMore
+            })
+        }
+        Framing::Chunked(decoder) => decoder.decode(&s.rbuf, &mut sink),
+    };
+    let used = match decoded {
+        Ok(Decoded::NeedMore) => s.rbuf.len(),
+        Ok(Decoded::Done(n)) => n,
+        Err(ChunkedError::TooLarge) => {
+            refuse_body(s, BodyRefusal::TooLarge(max as u64), now, cx);
+            return false;
+        }
+        Err(e) => {
+            refuse_body(s, BodyRefusal::Chunked(e), now, cx);
+            return false;
+        }
+    };
+    s.rbuf.consume(used);
     // Progress on the body pushes the deadline: slow but steady uploads are fine.
     s.head_until = now + cx.shared.config.head_timeout;
-    if request.body.len() == request.need {
-        let State::Body(request) = std::mem::replace(&mut s.state, State::Head) else {
+    if let Ok(Decoded::Done(_)) = decoded {
+        let State::Body(reading) = std::mem::replace(&mut s.state, State::Head) else {
             return false;
         };
-        publish::body_complete(s, *request, now, cx);
+        match reading.then {
+            Then::Publish(request) => publish::body_complete(s, request, now, cx),
+            Then::Serve(head) => dispatch(s, head, now, cx),
+        }
     }
     true
+}
+
+/// Appends body bytes, growing the buffer by doubling but never beyond `limit` (a body is at
+/// most `max_payload` bytes, so its buffer is too).
+fn append_bounded(body: &mut Vec<u8>, data: &[u8], limit: usize) {
+    let need = body.len() + data.len();
+    if need > body.capacity() {
+        let target = body.capacity().saturating_mul(2).min(limit).max(need);
+        body.reserve_exact(target - body.len());
+    }
+    body.extend_from_slice(data);
 }
 
 /// Whether the request's body is read by its handler (a publish); other bodies are dropped.
@@ -82,34 +184,13 @@ fn takes_body(kind: ListenerKind, head: &RequestHead) -> bool {
             .any(|r| matches_route(&head.path, r))
 }
 
-/// Arranges for the body of a request that takes none to be dropped (the PHP module sends its
-/// channel list as the body of `GET /pub/` too). Returns false when the request was refused.
-fn skip_body(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>) -> bool {
-    let max = cx.shared.config.max_payload as u64;
-    match head.body {
-        BodyFraming::None => true,
-        BodyFraming::Length(n) if n <= max => {
-            s.skip = n;
-            true
-        }
-        BodyFraming::Length(_) => {
-            refuse_body(s, BodyRefusal::TooLarge(max), now, cx);
-            false
-        }
-        BodyFraming::Chunked => {
-            refuse_body(s, BodyRefusal::NoLength, now, cx);
-            false
-        }
-    }
-}
-
 /// Why a request body is not read.
 #[derive(Clone, Copy)]
 pub(super) enum BodyRefusal {
     /// Over the payload limit (413).
     TooLarge(u64),
-    /// Chunked: only `Content-Length` bodies are read (411).
-    NoLength,
+    /// A chunked body that cannot be decoded (400, 431).
+    Chunked(ChunkedError),
 }
 
 /// Answers a refused body and closes: the unread body cannot be told apart from a next request.
@@ -119,10 +200,7 @@ pub(super) fn refuse_body(s: &mut Session, why: BodyRefusal, now: Instant, cx: &
             413,
             format!("413: Payload Too Large. The limit is {max} bytes."),
         ),
-        BodyRefusal::NoLength => (
-            411,
-            "411: Length Required. Send the body with Content-Length.".into(),
-        ),
+        BodyRefusal::Chunked(e) => (e.status(), format!("{}: {}", e.status(), e.reason())),
     };
     respond::plain(
         &mut s.out,

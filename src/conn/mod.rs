@@ -13,7 +13,12 @@
 //!                     └─ error, Connection: close ─────────────────▶ Closing ──▶ closed
 //!
 //!   Awaiting(keep-alive publish) ──(next request buffered)──▶ parked in `pipeline` ──▶ Head
+//!   Head ──(chunked body on a request that takes none)──▶ Body ──(body dropped)──▶ served as above
 //! ```
+//!
+//! A publish body is read in `Body` whatever its framing (`Content-Length` or chunked); a
+//! `Content-Length` body of any other request is dropped after the answer (`skip`), a chunked
+//! one in `Body` before it, since only its decoder knows where it ends.
 //!
 //! A parked publish (pipelining, `pipeline.rs`) keeps the place of its answer in the output
 //! buffer; only the bytes before the oldest parked answer are offered to the socket.
@@ -150,9 +155,10 @@ enum State {
     // call: on_input (a request head)
     // next: Body, Awaiting, Polling, WebSocket, Closing, Head
     Head,
-    // call: on_input (body bytes)
-    // next: Awaiting, Head, Closing
-    Body(Box<publish::BodyRequest>),
+    // call: on_input (body bytes: a publish's, or a chunked body dropped before its request
+    //       is served)
+    // next: Awaiting, Polling, WebSocket, Head, Closing
+    Body(Box<http::Reading>),
     // call: on_engine (publish or channel info answer), process (a keep-alive publish with a
     //       next request buffered is parked)
     // next: Head, Closing

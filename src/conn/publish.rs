@@ -8,7 +8,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use serde_json::{Value, json};
 
-use super::http::{BodyRefusal, refuse_body};
+use super::http::{BodyRefusal, Framing, Reading, Then, refuse_body};
 use super::{Cx, Session, Shared, State, lockdown, respond};
 use crate::engine::{ChannelState, EngineCmd, PublishError};
 use crate::message::{ChannelKind, MessageId, Sender};
@@ -44,7 +44,7 @@ pub(super) enum Reply {
     StatsBinary,
 }
 
-/// A request waiting for its body.
+/// A publish waiting for its body.
 #[derive(Debug)]
 pub(super) struct BodyRequest {
     route: Route,
@@ -52,7 +52,7 @@ pub(super) struct BodyRequest {
     query: String,
     expiry: u32,
     persistence: Persistence,
-    pub(super) need: usize,
+    /// The body read so far (decoded, when chunked).
     pub(super) body: Vec<u8>,
 }
 
@@ -65,19 +65,17 @@ pub(super) fn start(
     cx: &mut Cx<'_>,
 ) {
     let max = cx.shared.config.max_payload;
-    let need = match head.body {
-        BodyFraming::None => 0,
+    let (framing, prealloc) = match head.body {
+        BodyFraming::None | BodyFraming::Length(0) => (None, 0),
         BodyFraming::Length(n) if n > max as u64 => {
             refuse_body(s, BodyRefusal::TooLarge(max as u64), now, cx);
             return;
         }
-        BodyFraming::Length(n) => n as usize,
-        BodyFraming::Chunked => {
-            refuse_body(s, BodyRefusal::NoLength, now, cx);
-            return;
-        }
+        BodyFraming::Length(n) => (Some(Framing::Length(n as usize)), n as usize),
+        // The size is known chunk by chunk: the buffer grows as the data arrives.
+        BodyFraming::Chunked => (Some(Framing::chunked(max)), 0),
     };
-    if head.expect_continue && need > 0 {
+    if head.expect_continue && framing.is_some() {
         respond::continue_100(&mut s.out);
     }
     let expiry = head
@@ -93,13 +91,16 @@ pub(super) fn start(
         query: head.query.clone(),
         expiry,
         persistence: head.persistence,
-        need,
-        body: Vec::with_capacity(need.min(BODY_PREALLOC)),
+        body: Vec::with_capacity(prealloc.min(BODY_PREALLOC)),
     };
-    if need == 0 {
-        body_complete(s, request, now, cx);
-    } else {
-        s.state = State::Body(Box::new(request));
+    match framing {
+        None => body_complete(s, request, now, cx),
+        Some(framing) => {
+            s.state = State::Body(Box::new(Reading {
+                framing,
+                then: Then::Publish(request),
+            }))
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::{Cx, Flow, Session, State, Sub, http, publish, respond};
 use crate::engine::{ChannelState, EngineCmd, PublishError};
 use crate::message::{ChannelId, Format};
-use crate::proto::http::{Persistence, RequestHead};
+use crate::proto::http::{BodyFraming, Persistence, RequestHead};
 use crate::proto::request::{self, ClientRequest, Trust, WireError};
 use crate::proto::ws::{self, Incoming, Opcode, Reader};
 
@@ -29,8 +29,9 @@ pub struct Ws {
 /// `GET <sub path>` with `Upgrade: websocket` (spec/websocket.md §1).
 pub(super) fn upgrade(s: &mut Session, head: &RequestHead, now: Instant, cx: &mut Cx<'_>) {
     let p = head.persistence;
-    if s.skip > 0 {
-        // After the upgrade the bytes would be read as frames.
+    if s.skip > 0 || head.body == BodyFraming::Chunked {
+        // After the upgrade the bytes would be read as frames. (A chunked body has been read
+        // and dropped by now, but an upgrade with a body is refused whatever its framing.)
         let reason = b"400: A WebSocket upgrade request carries no body.";
         respond::plain(&mut s.out, 400, "text/plain", reason, Persistence::Close);
         s.close(now, cx);

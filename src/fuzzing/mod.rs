@@ -9,6 +9,7 @@
 //! | Function | Parser |
 //! |---|---|
 //! | [`http_head`] | request head and query parameters, then the routing of that one request |
+//! | [`chunked_body`] | a chunked request body, whole and re-fed in small reads, against a model |
 //! | [`ws_frames`] | client WebSocket frames, whole and re-fed in chunks |
 //! | [`channel_tokens`] | `CHANNEL_ID` lists: subscription and publish targets, signatures |
 //! | [`text_publish`] | `POST /pub/` with a text body and headers, up to the encoded frame |
@@ -17,6 +18,7 @@
 //! | [`session`] | one connection's [`Session`](crate::conn::Session), bytes in chunks and events |
 
 mod check;
+mod chunked;
 mod parsers;
 mod session;
 
@@ -25,6 +27,7 @@ mod seeds;
 #[cfg(test)]
 mod tests;
 
+pub use chunked::chunked_body;
 pub use parsers::{channel_tokens, config, http_head, request_batch, text_publish, ws_frames};
 pub use session::session;
 
@@ -32,8 +35,9 @@ pub use session::session;
 pub type Target = fn(&[u8]);
 
 /// Every target: its name (as in `fuzz/fuzz_targets/<name>.rs`) and its function.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("http_head", http_head),
+    ("chunked_body", chunked_body),
     ("ws_frames", ws_frames),
     ("channel_tokens", channel_tokens),
     ("text_publish", text_publish),

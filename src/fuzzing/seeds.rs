@@ -8,6 +8,9 @@ use super::FUZZ_KEY;
 use super::session::shared;
 use crate::message::{ChannelId, MessageId};
 use crate::proto::pb::{self, request};
+use chunked::{chunked, chunked_body, post_chunked};
+
+mod chunked;
 
 const PRIV: &str = "0123456789abcdef0123456789abcdef";
 const PRIV2: &str = "00112233445566778899aabbccddeeff";
@@ -24,6 +27,7 @@ pub(super) type Seed = (&'static str, &'static str, Vec<u8>);
 pub(super) fn all() -> Vec<Seed> {
     let mut out = Vec::new();
     out.extend(http_head());
+    out.extend(chunked_body());
     out.extend(ws_frames());
     out.extend(channel_tokens());
     out.extend(text_publish());
@@ -680,6 +684,53 @@ fn session() -> Vec<Seed> {
                             IM_BODY.as_bytes(),
                         ),
                         vec![op(EOF, 0), op(ENGINE, 0)],
+                    ),
+                ],
+            ),
+        ),
+        (
+            "session",
+            "publisher-chunked",
+            script(
+                setup(true, false, 4),
+                vec![
+                    (
+                        post_chunked(
+                            &format!("/bitrix/pub/?CHANNEL_ID={PRIV}"),
+                            "Expect: 100-continue\r\nMessage-Expiry: 60\r\n",
+                            &chunked(IM_BODY.as_bytes(), 64, ";n=v", "X-Trailer: t\r\n"),
+                        ),
+                        vec![op(ENGINE, 0)],
+                    ),
+                    (
+                        [
+                            get(
+                                &format!("/bitrix/pub/?CHANNEL_ID={PRIV}"),
+                                "Transfer-Encoding: chunked\r\n",
+                            )
+                            .into_bytes(),
+                            chunked(PRIV.as_bytes(), 7, "", ""),
+                            post_chunked(
+                                "/bitrix/pub/?binaryMode=true",
+                                "",
+                                &chunked(
+                                    &publish_batch(
+                                        vec![receiver(PRIV, true, Vec::new())],
+                                        IM_BODY,
+                                        0,
+                                    ),
+                                    1,
+                                    "",
+                                    "",
+                                ),
+                            ),
+                        ]
+                        .concat(),
+                        vec![op(ENGINE, 8), op(ENGINE, 0)],
+                    ),
+                    (
+                        post_chunked(&format!("/pub/?CHANNEL_ID={PRIV}"), "", b"5\r\nhello\n"),
+                        vec![],
                     ),
                 ],
             ),

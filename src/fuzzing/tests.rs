@@ -195,6 +195,31 @@ fn harness_pipelined_publishes_answer_in_order() {
     assert!(text.contains("Connection: close"), "{text}");
 }
 
+/// spec/README.md §3 "Bodies": chunked publishes (text after `100 Continue`, protobuf in
+/// one-byte chunks) are answered as with `Content-Length`, a chunked body on a channel query
+/// is dropped before its answer, and a bad chunk framing is 400 and closes.
+#[test]
+fn harness_chunked_publishes() {
+    let out = session::run(&seed("publisher-chunked"));
+    let text = String::from_utf8_lossy(&out);
+    let markers = [
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n",
+        "{\"mid\":\"17000000000000000000000001\"}",
+        "{\"infos\":[{\"channel\":",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n",
+        "HTTP/1.1 400 Bad Request\r\n",
+        "Connection: close\r\n\r\n400: Chunked body is malformed.",
+    ];
+    let mut from = 0;
+    for m in markers {
+        let at = text[from..]
+            .find(m)
+            .unwrap_or_else(|| panic!("{m} after byte {from}: {text}"));
+        from += at + m.len();
+    }
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 5, "{text}");
+}
+
 /// spec/errors.md: a head that does not arrive in time gets a 408.
 #[test]
 fn harness_slow_head_gets_408() {

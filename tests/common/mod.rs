@@ -441,6 +441,37 @@ pub fn format_request(method: &str, path: &str, headers: &[(&str, &str)], body: 
     out
 }
 
+/// Formats a request with `Host`, the given extra headers and `Transfer-Encoding: chunked`,
+/// followed by `chunked_body`, already in chunk encoding (see [`chunked`]).
+pub fn format_chunked_request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunked_body: &[u8],
+) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("Transfer-Encoding: chunked\r\n\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(chunked_body);
+    out
+}
+
+/// `data` in chunk encoding (RFC 9112 §7.1): chunks of at most `size` bytes, then the last
+/// chunk and an empty trailer section.
+pub fn chunked(data: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in data.chunks(size.max(1)) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
 /// Subscribers of `ch` as the pub listener at `publ` reports them (`GET /bitrix/pub/`; 0 when the
 /// answer names none).
 pub fn subscribers_at(publ: SocketAddr, ch: &str) -> u64 {
