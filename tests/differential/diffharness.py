@@ -136,6 +136,10 @@ def report(case, ra, rb, allow, args, lock, totals):
         elif status == "OK" and allowed(allow, case.name):
             line += "  (allowlisted but now identical: remove it from the allowlist)"
         print(line, flush=True)
+        if status == "OK" and args.verbose:
+            for x in la:
+                print("        " + x)
+            print()
         if status != "OK" and (not reason or args.show_allowed):
             if case.doc:
                 print(f"        # {case.doc}")
@@ -157,6 +161,7 @@ def main():
     p.add_argument("--skip", action="append", help="skip cases matching this glob")
     p.add_argument("--jobs", type=int, default=8, help="cases run in parallel (default 8)")
     p.add_argument("--show-allowed", action="store_true", help="print diffs of allowed cases")
+    p.add_argument("--verbose", action="store_true", help="print transcripts of OK cases too")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     args = p.parse_args()
 

@@ -194,8 +194,11 @@ class Trial:
         tm = re.search(r'"text":(.*)\}$', js, re.S)
         if mm and tm:
             self.learn_mid(mm.group(1), tm.group(1))
+            if mm.group(1) in self.mid_label:  # N2 now, so that N7's digest is comparable
+                js = js.replace(f'"mid":"{mm.group(1)}"',
+                                f'"mid":"mid({self.mid_label[mm.group(1)]})"', 1)
         if mm:
-            want = int(mm.group(1)[10:])
+            want = int(mm.group(1)[10:])  # (mm was matched before the replacement)
 
             def idrepl(x):
                 return '"id":<id>' if int(x.group(1)) == want else f'"id":<id≠mid: {x.group(1)}>'
