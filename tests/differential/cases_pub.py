@@ -8,7 +8,7 @@ from registry import case
 
 def watch(t, query="CHANNEL_ID={T1}", online=("P1",)):
     """An unrecorded WebSocket subscriber, online before the case publishes."""
-    conn, _ = t.ws_open(query, record=False)
+    conn, _ = t.ws_open("?" + query, record=False)
     t.online(list(online))
     return conn
 

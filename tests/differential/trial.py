@@ -385,7 +385,7 @@ class Trial:
         self.out(f"> [sub] WS upgrade {path}{query} key={key} version={version}{hdrs}")
         conn.send(data)
         resp = self.answer(conn, mute=not record)
-        if resp is not None and resp.status == 101 and key:
+        if resp is not None and resp.status == 101 and key and record:
             ok = resp.header("sec-websocket-accept") == ws.accept_value(key)
             self.out(f"< accept value {'correct' if ok else 'WRONG'}")
         return conn, resp
