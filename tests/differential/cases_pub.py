@@ -24,7 +24,7 @@ def _text(name, channels, body=None, doc="", expiry=None, query="CHANNEL_ID={T1}
             t.expect_body(raw_body.decode("utf-8", "replace"))
             t.exchange("pub", "POST", f"/pub/?CHANNEL_ID={channels}", (), raw_body, after=False)
         else:
-            t.publish(channels, body, expiry)
+            t.publish(channels, body, expiry, detail=True)
         t.ws_read(conn, count=1)
     run.__doc__ = doc
 

@@ -53,8 +53,12 @@ def load_allow(path):
     return allow
 
 
-def allowed(allow, name):
+def allowed(allow, name, exact=False):
+    """The reason a difference of case `name` is expected; exact: only a line naming it alone
+    (not a glob), for the 'now identical' hint."""
     for pattern, reason in allow:
+        if exact and any(ch in pattern for ch in "*?["):
+            continue
         if fnmatch.fnmatchcase(name, pattern):
             return reason
     return None
@@ -133,7 +137,7 @@ def report(case, ra, rb, allow, args, lock, totals):
         line = f"{shown:7} {case.name}"
         if reason:
             line += f"  ({reason})"
-        elif status == "OK" and allowed(allow, case.name):
+        elif status == "OK" and allowed(allow, case.name, exact=True):
             line += "  (allowlisted but now identical: remove it from the allowlist)"
         print(line, flush=True)
         if status == "OK" and args.verbose:

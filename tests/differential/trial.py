@@ -13,7 +13,8 @@ Normalizers (each is applied to both servers alike, so what remains different is
      equal the mid's last 16 digits and is written <id> (or <id≠mid: N>).
   N3 time fields: text-format "tag" (3 digits) -> <tag>, "time" (an HTTP date) -> <date>;
      protobuf `created` -> <now> when within 10 minutes of the harness clock.
-  N4 headers: only COMPARED_HEADERS are compared, in order of appearance; in `Connection` the
+  N4 headers: only COMPARED_HEADERS are compared, sorted by name (their order is a note); a
+     helper publish inside a case about something else compares only its status line; in `Connection` the
      token keep-alive (the HTTP/1.1 default) is dropped. Every other header (Date, Keep-Alive,
      Content-Length, Transfer-Encoding, Cache-Control, ...) and the body framing (length N /
      chunked / until-close) are notes.
@@ -279,7 +280,8 @@ class Trial:
         hdrs = "".join(f" [{k}: {v}]" for k, v in headers)
         return self.send(listener, head, body, conn, label=f"{method} {target} {version}{hdrs}")
 
-    def answer(self, conn, first_timeout=None, after=True, method="GET", mute=False):
+    def answer(self, conn, first_timeout=None, after=True, method="GET", mute=False,
+               quiet=False):
         """Reads and records one answer; `after` also records whether the connection stays open."""
         try:
             resp = conn.read_response(first_timeout, method)
@@ -292,31 +294,40 @@ class Trial:
             return None
         if mute:
             return resp
-        self.record(resp)
+        self.record(resp, quiet)
         if after and resp.status != 101:
             self.out(f"< then: {conn.after_answer()}")
         return resp
 
     def exchange(self, listener, method, target, headers=(), body=b"", first_timeout=None,
-                 after=True, **extra):
+                 after=True, quiet=False, **extra):
         conn = self.request(listener, method, target, headers, body, **extra)
-        return self.answer(conn, first_timeout, after, method), conn
+        return self.answer(conn, first_timeout, after, method, quiet=quiet), conn
 
-    def record(self, resp):
+    def record(self, resp, quiet=False):
+        """quiet: only the status line is compared (a helper publish of a case about
+        something else); the rest of the answer becomes notes."""
         self.out("< " + resp.status_line)
-        other = []
+        if quiet:
+            self.note(f"answer: {resp.framing}; {resp.headers}; {resp.body[:80]!r}")
+            return
+        other, shown = [], []
         for k, v in resp.headers:
             lk = k.lower()
             if lk == "connection":
                 toks = [x.strip() for x in v.lower().split(",") if x.strip() != "keep-alive"]
                 if toks:
-                    self.out(f"< {k}: {', '.join(toks)}")
+                    shown.append((lk, f"< {k}: {', '.join(toks)}"))
                 else:
                     other.append(f"{k}: {v}")
             elif lk in COMPARED_HEADERS:
-                self.out(self.norm(f"< {k}: {v}"))
+                shown.append((lk, self.norm(f"< {k}: {v}")))
             else:
                 other.append(f"{k}: {v}" if lk not in ("date",) else "Date")
+        for _, line in sorted(shown, key=lambda x: x[0]):  # N4: order is not compared
+            self.out(line)
+        order = [k for k, _ in resp.headers if k.lower() in COMPARED_HEADERS]
+        self.note("header order: " + ", ".join(order))
         self.note("framing: " + resp.framing + ("; other headers: " + ", ".join(other)
                                                if other else ""))
         ctype = (resp.header("content-type") or "").lower()
@@ -329,15 +340,17 @@ class Trial:
 
     # ----- publishing helpers -----------------------------------------------------------------
 
-    def publish(self, channels, body=None, expiry=None, label=None, headers=()):
-        """Text publish on /pub/ (recorded)."""
+    def publish(self, channels, body=None, expiry=None, label=None, headers=(), detail=False):
+        """Text publish on /pub/. Unless `detail`, only its status line is compared (the
+        answer's form is the subject of the pub.* cases; elsewhere it would repeat)."""
         label = label or f"m{self.published + 1}"
         if body is None:
             body = json.dumps({"n": label})
         self.expect_body(body, label)
         hdrs = list(headers) + ([("Message-Expiry", str(expiry))] if expiry is not None else [])
         resp, conn = self.exchange("pub", "POST", f"/pub/?CHANNEL_ID={channels}", hdrs,
-                                   body.encode() if isinstance(body, str) else body, after=False)
+                                   body.encode() if isinstance(body, str) else body, after=False,
+                                   quiet=not detail)
         if resp is not None and resp.status == 200 and resp.body.startswith(b'{"mid":"'):
             self.mid_label.setdefault(resp.body[8:34].decode(), label)
         return resp
