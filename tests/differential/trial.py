@@ -15,7 +15,8 @@ Normalizers (each is applied to both servers alike, so what remains different is
      protobuf `created` -> <now> when within 10 minutes of the harness clock.
   N4 headers: only COMPARED_HEADERS are compared, sorted by name (their order is a note); a
      helper publish inside a case about something else compares only its status line; in
-     `Connection` the token keep-alive (the HTTP/1.1 default) is dropped. Every other header (Date, Keep-Alive,
+     `Connection` the token keep-alive (the HTTP/1.1 default) is dropped. Every other header
+     (Date, Keep-Alive,
      Content-Length, Transfer-Encoding, Cache-Control, ...) and the body framing (length N /
      chunked / until-close) are notes.
   N5 /server-stat/ JSON: compared as structure with sorted keys; pid, date, processUniqueId and
