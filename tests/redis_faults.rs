@@ -83,7 +83,10 @@ fn redis_down_at_start_then_up() {
     );
     relay.release_subscribes();
     let got = ws.messages(1, Duration::from_secs(10));
-    assert_eq!(got[0].mid, mid, "the message accepted before the subscription");
+    assert_eq!(
+        got[0].mid, mid,
+        "the message accepted before the subscription"
+    );
     // Live again, and nothing twice.
     let live = srv.publish(&ch, &body(3), Some(60));
     let got = ws.messages(1, Duration::from_secs(10));
@@ -118,7 +121,10 @@ fn first_subscription_catches_up_other_nodes() {
         .into_iter()
         .map(|m| m.mid)
         .collect();
-    assert_eq!(got, mids, "every message stored before the subscription, in id order");
+    assert_eq!(
+        got, mids,
+        "every message stored before the subscription, in id order"
+    );
     let live = other.publish(&b, &body(4), Some(60));
     let got = ws.messages(1, Duration::from_secs(10));
     assert_eq!(got[0].mid, live, "the next message, live");

@@ -687,10 +687,7 @@ fn relay_pair(gate: &std::sync::Arc<RelayGate>, client: TcpStream, server: TcpSt
                     state.held += 1;
                 }
                 while state.holding && !state.stopped {
-                    state = gate
-                        .changed
-                        .wait(state)
-                        .unwrap_or_else(|e| e.into_inner());
+                    state = gate.changed.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
                 if state.stopped {
                     break;
