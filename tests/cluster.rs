@@ -237,7 +237,7 @@ fn wait_marked_down(cluster: &Cluster, server: &str) -> Duration {
     }
 }
 
-/// What each node caught up after a pub/sub gap: the counts of its `redis resync: <n> stored
+/// What each node caught up after a pub/sub gap: the counts of its `redis catch-up: <n> stored
 /// messages delivered` log lines (spec/cluster.md §8). A node whose catch-up could not run
 /// logs none.
 fn resyncs(cluster: &Cluster) -> Vec<Vec<u64>> {
@@ -247,7 +247,7 @@ fn resyncs(cluster: &Cluster) -> Vec<Vec<u64>> {
         .map(|n| {
             n.log()
                 .lines()
-                .filter_map(|l| l.split("redis resync: ").nth(1))
+                .filter_map(|l| l.split("redis catch-up: ").nth(1))
                 .filter_map(|l| l.split(' ').next()?.parse().ok())
                 .collect()
         })

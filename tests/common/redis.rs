@@ -522,3 +522,182 @@ pub fn ipc_messages(batch: pb::NotificationBatch) -> Vec<pb::IpcMessage> {
         })
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// A relay in front of a Redis that can hold back subscriptions
+
+/// How long the relay's upstream connect may take.
+const RELAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A TCP relay on its own loopback port in front of a Redis: it forwards every connection's
+/// bytes both ways, and while [`Self::hold_subscribes`] is on it stalls each connection at the
+/// first bytes that name a `SUBSCRIBE` command (`SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE`),
+/// forwarding nothing of that connection until [`Self::release_subscribes`]. Other connections
+/// (a node's engine connection) flow on, so a test can make a node's publishes succeed while
+/// its pub/sub stream is not yet subscribed, with the real Redis, and no sleep. A connection
+/// whose upstream connect fails (Redis down) is closed at once. Stopped when dropped.
+pub struct RedisRelay {
+    /// The relay's port on 127.0.0.1.
+    pub port: u16,
+    gate: std::sync::Arc<RelayGate>,
+}
+
+/// The relay's shared state.
+#[derive(Default)]
+struct RelayGate {
+    state: std::sync::Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    holding: bool,
+    stopped: bool,
+    /// Connections stalled at a subscription so far.
+    held: usize,
+    /// Every socket of the relay (to shut them down on drop).
+    sockets: Vec<TcpStream>,
+}
+
+impl RelayGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RedisRelay {
+    /// A relay to `upstream`, forwarding everything.
+    pub fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let gate = std::sync::Arc::new(RelayGate::default());
+        let g = gate.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if g.lock().stopped {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect_timeout(&upstream, RELAY_CONNECT_TIMEOUT)
+                else {
+                    continue; // Redis down: the client's connection is closed
+                };
+                relay_pair(&g, client, server);
+            }
+        });
+        Self { port, gate }
+    }
+
+    /// From now on, stall every connection at its subscription.
+    pub fn hold_subscribes(&self) {
+        self.gate.lock().holding = true;
+    }
+
+    /// Lets the stalled subscriptions, and every later one, through.
+    pub fn release_subscribes(&self) {
+        self.gate.lock().holding = false;
+        self.gate.changed.notify_all();
+    }
+
+    /// Connections stalled at a subscription so far.
+    pub fn held(&self) -> usize {
+        self.gate.lock().held
+    }
+
+    /// The pushpull settings that reach the Redis through this relay.
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig {
+            host: "127.0.0.1".to_owned(),
+            port: self.port,
+            ..RedisConfig::default()
+        }
+    }
+
+    /// `Storage::Redis` with [`Self::config`].
+    pub fn storage(&self) -> Storage {
+        Storage::Redis(self.config())
+    }
+}
+
+impl Drop for RedisRelay {
+    fn drop(&mut self) {
+        let sockets = {
+            let mut state = self.gate.lock();
+            state.stopped = true;
+            state.holding = false;
+            std::mem::take(&mut state.sockets)
+        };
+        self.gate.changed.notify_all();
+        for socket in sockets {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+        // Wakes the accept loop, which then sees `stopped`.
+        let _ = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.port)));
+    }
+}
+
+/// Whether `bytes` contain `SUBSCRIBE` in any case (also the tail of `PSUBSCRIBE`).
+fn names_subscribe(bytes: &[u8]) -> bool {
+    bytes
+        .windows(9)
+        .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
+}
+
+/// Starts the two pumps of one relayed connection.
+fn relay_pair(gate: &std::sync::Arc<RelayGate>, client: TcpStream, server: TcpStream) {
+    let clones = (client.try_clone(), server.try_clone());
+    let (Ok(client_out), Ok(server_in)) = clones else {
+        return;
+    };
+    {
+        let mut state = gate.lock();
+        if state.stopped {
+            return;
+        }
+        for s in [&client, &server] {
+            if let Ok(s) = s.try_clone() {
+                state.sockets.push(s);
+            }
+        }
+    }
+    // Server to client: plain copy.
+    std::thread::spawn(move || {
+        let (mut from, mut to) = (server_in, client_out);
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+    // Client to server: stalls at a subscription while the gate holds.
+    let gate = gate.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut from, mut to) = (client, server);
+        let mut buf = vec![0u8; 16 * 1024];
+        // The last bytes forwarded, so a command name split between two reads is seen.
+        let mut tail: Vec<u8> = Vec::new();
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut seen = std::mem::take(&mut tail);
+            seen.extend_from_slice(&buf[..n]);
+            if names_subscribe(&seen) {
+                let mut state = gate.lock();
+                if state.holding {
+                    state.held += 1;
+                }
+                while state.holding && !state.stopped {
+                    state = gate.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+                if state.stopped {
+                    break;
+                }
+            }
+            tail = seen[seen.len().saturating_sub(8)..].to_vec();
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}

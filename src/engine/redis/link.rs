@@ -1,6 +1,7 @@
 //! Connections to the Redis servers: the client of a configured address (TLS when asked), a
-//! connection re-established with backoff after a failure, and the subscriber thread of one
-//! server's pub/sub stream (spec/cluster.md §5, §8, §9).
+//! connection re-established with backoff after a failure (an engine connection notes the
+//! server's id state on its first contact: the origin of the first catch-up), and the
+//! subscriber thread of one server's pub/sub stream (spec/cluster.md §5, §8, §9).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,7 @@ use crossbeam_channel::Sender as ChanSender;
 use log::{info, warn};
 use redis::{Client, Connection, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 
-use super::scripts;
+use super::{reads, scripts};
 use crate::config::{RedisAddr, RedisConfig};
 use crate::engine::{StreamEvent, StreamMsg};
 use crate::message::{MessageId, SharedMessage};
@@ -25,6 +26,23 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Longest blocking read of the subscriber thread, so that it notices a shutdown.
 const SUBSCRIBER_POLL: Duration = Duration::from_millis(500);
 
+/// The server's id state at this node's first contact with it: where the first catch-up of
+/// its stream starts (spec/cluster.md §8).
+///
+/// ```text
+///   Unwanted                          (subscriber thread: its stream starts at its SUBSCRIBE)
+///   Unread ──first connection, read before any other command──▶ Read(id)   (kept for good)
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// Not noted.
+    Unwanted,
+    /// To be read on the first connection; `call:` [`Link::get`], `next:` `Read`.
+    Unread { sharded: bool },
+    /// Every message the server stores later has a greater id.
+    Read(MessageId),
+}
+
 /// A Redis connection that is re-established with backoff after a failure.
 pub(super) struct Link {
     client: Client,
@@ -32,29 +50,29 @@ pub(super) struct Link {
     next_attempt: Instant,
     backoff: Duration,
     what: String,
+    origin: Origin,
 }
 
 impl Link {
-    pub(super) fn new(client: Client, what: String) -> Self {
+    pub(super) fn new(client: Client, what: String, origin: Origin) -> Self {
         Self {
             client,
             conn: None,
             next_attempt: Instant::now(),
             backoff: BACKOFF_MIN,
             what,
+            origin,
         }
     }
 
-    /// The connection, connecting if the backoff allows; `None` while Redis is unreachable.
+    /// The connection, connecting if the backoff allows; `None` while Redis is unreachable. The
+    /// first connection of a link that wants its [`Origin`] reads it before it is handed out,
+    /// so no publish of this node, and no message another node publishes later, comes before
+    /// it.
     pub(super) fn get(&mut self) -> Option<&mut Connection> {
         if self.conn.is_none() && Instant::now() >= self.next_attempt {
-            match self
-                .client
-                .get_connection_with_timeout(DEFAULT_REDIS_TIMEOUT)
-            {
+            match self.connect() {
                 Ok(conn) => {
-                    let _ = conn.set_read_timeout(Some(DEFAULT_REDIS_TIMEOUT));
-                    let _ = conn.set_write_timeout(Some(DEFAULT_REDIS_TIMEOUT));
                     info!("redis {}: connected", self.what);
                     self.backoff = BACKOFF_MIN;
                     self.conn = Some(conn);
@@ -70,6 +88,29 @@ impl Link {
             }
         }
         self.conn.as_mut()
+    }
+
+    /// A new connection with the timeouts set, the origin read if still unread.
+    fn connect(&mut self) -> redis::RedisResult<Connection> {
+        let mut conn = self
+            .client
+            .get_connection_with_timeout(DEFAULT_REDIS_TIMEOUT)?;
+        conn.set_read_timeout(Some(DEFAULT_REDIS_TIMEOUT))?;
+        conn.set_write_timeout(Some(DEFAULT_REDIS_TIMEOUT))?;
+        if let Origin::Unread { sharded } = self.origin {
+            let origin = reads::origin(&mut conn, sharded)?;
+            info!("redis {}: first contact, id state {origin}", self.what);
+            self.origin = Origin::Read(origin);
+        }
+        Ok(conn)
+    }
+
+    /// The server's id state at the first contact, once read.
+    pub(super) fn origin(&self) -> Option<MessageId> {
+        match self.origin {
+            Origin::Read(id) => Some(id),
+            Origin::Unwanted | Origin::Unread { .. } => None,
+        }
     }
 
     /// The connection, connecting at once whatever the backoff.

@@ -39,9 +39,9 @@ use crate::conn::Shared;
 use crate::message::{Channel, MessageId, SharedMessage};
 use crate::metrics::{CoreStats, EngineStats};
 use crate::reactor::mailbox::CorePeer;
-use link::{BACKOFF_MIN, Link};
+use link::{BACKOFF_MIN, Link, Origin};
 pub use link::{DEFAULT_REDIS_TIMEOUT, client, install_crypto_provider};
-use reads::{missed_messages, replay_pages, sharded_pages, starting_point};
+use reads::{caught_up, replay_pages, sharded_pages};
 use shard::Merge;
 
 /// Commands taken per batch: one batch is one pipeline (one script call for its publications).
@@ -92,12 +92,20 @@ struct ReplayRequest {
 }
 
 /// The catch-up state of one server's stream.
+///
+/// ```text
+///   live ──Resync──▶ catching_up = Some(held), from = last seen (None: first subscription)
+///   catching_up ──catch_up() succeeds──▶ live     (fails: stays, retried)
+/// ```
 #[derive(Default)]
 struct StreamState {
     /// Stream messages held back while a catch-up is pending (`Some`).
     catching_up: Option<Vec<SharedMessage>>,
     /// The pending catch-up has not been tried yet.
     catch_up_fresh: bool,
+    /// Where the pending catch-up starts: the last id seen on the stream before its gap; `None`
+    /// on the first subscription, which starts at the engine connection's origin.
+    from: Option<MessageId>,
 }
 
 /// The engine thread's state.
@@ -170,7 +178,7 @@ impl RedisEngine {
         let (tx, stream_rx) = crossbeam_channel::bounded(DEFAULT_STREAM_QUEUE);
         let mut subscribers = Vec::with_capacity(addrs.len());
         for (i, client) in clients.iter().enumerate() {
-            let link = Link::new(client.clone(), name("subscriber", i));
+            let link = Link::new(client.clone(), name("subscriber", i), Origin::Unwanted);
             let (tx, stop) = (tx.clone(), stop.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("pushpull-redis-sub-{i}"))
@@ -181,7 +189,7 @@ impl RedisEngine {
         let links = clients
             .into_iter()
             .enumerate()
-            .map(|(i, c)| Link::new(c, name("engine", i)))
+            .map(|(i, c)| Link::new(c, name("engine", i), Origin::Unread { sharded }))
             .collect();
         Ok(Self {
             rx,
@@ -369,6 +377,10 @@ impl RedisEngine {
             }
             StreamEvent::Tick(_) => {}
             StreamEvent::Resync => {
+                // A catch-up already pending keeps its start: the gap began there.
+                if stream.catching_up.is_none() {
+                    stream.from = self.merge.last(shard);
+                }
                 stream.catching_up.get_or_insert_with(Vec::new);
                 stream.catch_up_fresh = true;
                 self.merge.set_live(shard, false, &mut self.out);
@@ -441,10 +453,12 @@ impl RedisEngine {
     }
 
     /// After server `shard`'s subscriber thread (re)subscribed: merges the messages stored on the
-    /// local channels after the last one seen on its stream, then the stream messages held back
-    /// meanwhile, and marks the stream live (spec/cluster.md §8). The first subscription only
-    /// notes the newest id issued as the starting point. On failure the catch-up stays pending
-    /// and is retried.
+    /// local channels after the catch-up's start, then the stream messages held back meanwhile,
+    /// moves the stream's position to the newest id the server issued, and marks the stream
+    /// live (spec/cluster.md §8). The start is the last id seen before the gap, or on the first
+    /// subscription the server's id state at the engine's first contact ([`Link::origin`]), so
+    /// a message stored before the stream was subscribed, through this node or another, is
+    /// delivered too. On failure the catch-up stays pending and is retried.
     fn catch_up(&mut self, shard: usize) {
         let channels: Vec<Channel> = self.interest.channel_list().copied().collect();
         let limit = self.settings.replay_max;
@@ -453,23 +467,21 @@ impl RedisEngine {
         // engine connection's backoff; retries do (a stalled Redis must not hold the engine).
         let first = std::mem::take(&mut self.streams[shard].catch_up_fresh);
         let link = &mut self.links[shard];
-        let conn = if first { link.get_now() } else { link.get() };
-        let Some(conn) = conn else {
+        let reached = if first { link.get_now() } else { link.get() };
+        if reached.is_none() {
+            return;
+        }
+        // A connected engine link has read its origin; the default (every stored message) is
+        // never used.
+        let since = match self.streams[shard].from {
+            Some(from) => from,
+            None => link.origin().unwrap_or_default(),
+        };
+        let Some(conn) = link.get() else {
             return;
         };
-        let since = self.merge.last(shard);
-        let missed = match since {
-            None => starting_point(conn, sharded).map(|start| {
-                if let Some(start) = start {
-                    self.merge.tick(shard, start, &mut self.out);
-                }
-                Vec::new()
-            }),
-            Some(_) if channels.is_empty() => Ok(Vec::new()),
-            Some(since) => missed_messages(conn, &channels, since, limit),
-        };
-        let missed = match missed {
-            Ok(missed) => missed,
+        let (missed, issued) = match caught_up(conn, &channels, since, limit, sharded) {
+            Ok(answer) => answer,
             Err(e) => return link.failed(&e),
         };
         if !missed.is_empty() {
@@ -479,8 +491,12 @@ impl RedisEngine {
             );
         }
         let held = self.streams[shard].catching_up.take().unwrap_or_default();
+        self.merge.tick(shard, since, &mut self.out);
         self.merge.messages(shard, missed, &mut self.out);
         self.merge.messages(shard, held, &mut self.out);
+        if let Some(issued) = issued {
+            self.merge.tick(shard, issued, &mut self.out);
+        }
         self.merge.set_live(shard, true, &mut self.out);
         self.deliver();
     }

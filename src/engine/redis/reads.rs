@@ -1,5 +1,6 @@
-//! The Redis reads of the cluster engine: replay pages, the catch-up after a pub/sub gap, and
-//! the newest id issued (spec/cluster.md §4, §8). Round trips are pipelined.
+//! The Redis reads of the cluster engine: replay pages, the catch-up after a (re)subscription,
+//! the newest id issued and the id state at the first contact (spec/cluster.md §4, §8). Round
+//! trips are pipelined.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,20 +49,9 @@ fn ranges(
             pipe.cmd("ZREVRANGE").arg(&key).arg(0).arg(0);
         }
     }
-    if sharded {
-        pipe.get(scripts::CLOCK_KEY);
-    } else {
-        pipe.get(scripts::START_KEY).get(scripts::COUNTER_KEY);
-    }
+    ask_issued(&mut pipe, sharded);
     let replies: Vec<redis::Value> = pipe.query(conn)?;
-    let issued = if sharded {
-        match replies.last() {
-            Some(redis::Value::BulkString(digits)) => MessageId::parse(digits),
-            _ => None,
-        }
-    } else {
-        issued_id(&replies[replies.len().saturating_sub(2)..])
-    };
+    let issued = issued_of(&replies, sharded);
     let mut replies = replies.into_iter();
     let mut out = Vec::with_capacity(replays.len());
     for r in replays {
@@ -202,29 +192,51 @@ pub(super) fn sharded_pages(
     (pages, issued.max(upto))
 }
 
-/// The newest id issued, from the `GET` answers of the start date and the counter.
-pub(super) fn issued_id(answers: &[redis::Value]) -> Option<MessageId> {
-    let number = |v: &redis::Value| -> Option<u64> {
-        match v {
-            redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-            redis::Value::Int(n) => u64::try_from(*n).ok(),
+/// An integer answer (a `GET` of a number, or an integer reply).
+fn number(v: &redis::Value) -> Option<u64> {
+    match v {
+        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        redis::Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+/// Appends the reads of the newest id issued to `pipe`: the start date and the shared counter,
+/// or with `sharded` the server's clock.
+fn ask_issued(pipe: &mut redis::Pipeline, sharded: bool) {
+    if sharded {
+        pipe.get(scripts::CLOCK_KEY);
+    } else {
+        pipe.get(scripts::START_KEY).get(scripts::COUNTER_KEY);
+    }
+}
+
+/// The newest id issued, from the answers of a pipeline that ends with [`ask_issued`]'s reads;
+/// `None` before the first id.
+fn issued_of(answers: &[redis::Value], sharded: bool) -> Option<MessageId> {
+    if sharded {
+        return match answers.last() {
+            Some(redis::Value::BulkString(digits)) => MessageId::parse(digits),
             _ => None,
-        }
-    };
-    match answers {
+        };
+    }
+    match &answers[answers.len().saturating_sub(2)..] {
         [start, counter] => Some(MessageId::new(number(start)?, number(counter)?)),
         _ => None,
     }
 }
 
-/// Messages stored on `channels` after `since`, each with the channels it is stored on, in id
-/// order (at most `limit` per channel).
-pub(super) fn missed_messages(
+/// The caught-up messages after a (re)subscription of a server's stream (spec/cluster.md §8):
+/// those stored on `channels` after `since`, each with the channels it is stored on, in id
+/// order (at most `limit` per channel), and the newest id issued, read in the same round trip
+/// (with `sharded`, the server's clock). A second round trip fetches the messages found.
+pub(super) fn caught_up(
     conn: &mut Connection,
     channels: &[Channel],
     since: MessageId,
     limit: usize,
-) -> redis::RedisResult<Vec<SharedMessage>> {
+    sharded: bool,
+) -> redis::RedisResult<(Vec<SharedMessage>, Option<MessageId>)> {
     let from = [b"(".as_slice(), &since.0].concat();
     let mut pipe = redis::pipe();
     for channel in channels {
@@ -236,7 +248,9 @@ pub(super) fn missed_messages(
             .arg(0)
             .arg(limit);
     }
+    ask_issued(&mut pipe, sharded);
     let replies: Vec<redis::Value> = pipe.query(conn)?;
+    let issued = issued_of(&replies, sharded);
     let mut receivers: BTreeMap<MessageId, Vec<Channel>> = Default::default();
     for (channel, reply) in channels.iter().zip(replies) {
         for id in ids_of(Some(reply)) {
@@ -244,16 +258,17 @@ pub(super) fn missed_messages(
         }
     }
     if receivers.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), issued));
     }
     let ids: Vec<MessageId> = receivers.keys().copied().collect();
     let values = values(conn, &ids)?;
-    Ok(receivers
+    let messages = receivers
         .values()
         .zip(values)
         .filter_map(|(channels, value)| scripts::stored_message(&value?, channels))
         .map(Arc::new)
-        .collect())
+        .collect();
+    Ok((messages, issued))
 }
 
 fn ids_of(value: Option<redis::Value>) -> Vec<MessageId> {
@@ -269,19 +284,33 @@ fn ids_of(value: Option<redis::Value>) -> Vec<MessageId> {
         .collect()
 }
 
-/// The starting point of a server's stream: the newest id issued (the shared counter and start
-/// date, or a sharded server's clock).
-pub(super) fn starting_point(
-    conn: &mut Connection,
-    sharded: bool,
-) -> redis::RedisResult<Option<MessageId>> {
+/// A server's id state at this node's first contact (spec/cluster.md §8): an id below every id
+/// the server issues later. The newest id issued (the start date and the shared counter, a
+/// missing one read as 0; or with `sharded` the server's clock), or for a sharded server that
+/// has not issued any the second before its `TIME` (its ids are never before its `TIME`).
+pub(super) fn origin(conn: &mut Connection, sharded: bool) -> redis::RedisResult<MessageId> {
+    let mut pipe = redis::pipe();
+    ask_issued(&mut pipe, sharded);
     if sharded {
-        let clock: Option<Vec<u8>> = redis::cmd("GET").arg(scripts::CLOCK_KEY).query(conn)?;
-        return Ok(clock.and_then(|digits| MessageId::parse(&digits)));
+        pipe.cmd("TIME");
     }
-    let answers: Vec<redis::Value> = redis::pipe()
-        .get(scripts::START_KEY)
-        .get(scripts::COUNTER_KEY)
-        .query(conn)?;
-    Ok(issued_id(&answers))
+    let answers: Vec<redis::Value> = pipe.query(conn)?;
+    if !sharded {
+        let read = |i: usize| answers.get(i).and_then(number).unwrap_or(0);
+        return Ok(MessageId::new(read(0), read(1)));
+    }
+    if let Some(clock) = issued_of(&answers[..answers.len().saturating_sub(1)], true) {
+        return Ok(clock);
+    }
+    let seconds = match answers.last() {
+        Some(redis::Value::Array(time)) => time.first().and_then(number),
+        _ => None,
+    };
+    match seconds {
+        Some(s) => Ok(MessageId::new(s.saturating_sub(1), 0)),
+        None => Err(redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "unexpected TIME answer",
+        ))),
+    }
 }
