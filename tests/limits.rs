@@ -180,7 +180,7 @@ fn http10_poll_closes_after_answer() {
 }
 
 /// spec/longpoll.md §2, spec/limits.md: a subscriber may name at most 100 channels (4018) and
-/// must name at least one (4017).
+/// must name at least one (4010, as the reference answers).
 #[test]
 fn subscriber_channel_count_limits() {
     let srv = start(|c| c.longpoll_hold = Duration::from_millis(200));
@@ -192,7 +192,7 @@ fn subscriber_channel_count_limits() {
     assert_eq!(r.status, 304, "100 channels are fine");
     let r = request(srv.sub, "GET", "/bitrix/sub/", &[], b"");
     assert_eq!(r.status, 400);
-    assert_eq!(r.text(), "4017: No channels found.");
+    assert_eq!(r.text(), "4010: Wrong Channel Id.");
 }
 
 /// spec/limits.md (`DEFAULT_MAX_HEADERS`), spec/errors.md §1: a head with 64 header fields is

@@ -174,9 +174,10 @@ fn poll_4010_exact_bytes() {
     );
 }
 
-/// spec/errors.md §1: the 4017 and 4018 bodies on a long-poll; the connection stays open.
+/// spec/errors.md §1, spec/channels.md §2: the 4010 body of an empty list and the 4018 body on a
+/// long-poll; the connection stays open.
 #[test]
-fn poll_4017_4018_bodies_keep_connection() {
+fn poll_4010_4018_bodies_keep_connection() {
     let srv = start_default();
     let mut c = Conn::connect(srv.sub);
     c.send(&format_request(
@@ -188,7 +189,7 @@ fn poll_4017_4018_bodies_keep_connection() {
     let r = c.response();
     assert_eq!(
         (r.status, r.text().as_str()),
-        (400, "4017: No channels found.")
+        (400, "4010: Wrong Channel Id.")
     );
     assert!(!r.closes());
     let many: Vec<String> = (0..101).map(|_| channel()).collect();
@@ -377,14 +378,15 @@ fn upgrade_101_and_426_exact_bytes() {
     assert_eq!(c.response().status, 200);
 }
 
-/// spec/websocket.md §5: the exact close frame after a bad channel list, for 4010, 4017, 4018.
+/// spec/websocket.md §5: the exact close frame after a bad channel list, for 4010 (a bad token,
+/// no token) and 4018.
 #[test]
 fn websocket_refusal_close_frames_exact_bytes() {
     let srv = start(|c| c.security_key = Some(KEY.into()));
     let many: Vec<String> = (0..101).map(|_| sign(KEY, &channel())).collect();
     let cases = [
         (channel(), "4010: Wrong Channel Id."),
-        ("/".to_owned(), "4017: No channels found."),
+        ("/".to_owned(), "4010: Wrong Channel Id."),
         (
             many.join("/"),
             "4018: Request exceeded the maximum number of channels.",

@@ -30,6 +30,10 @@ pub(super) fn message(msg: &Message) {
     assert!(text.starts_with(START_MARKER) && text.ends_with(END_MARKER));
     assert!(!has_line_terminator(text), "line terminator in {text:?}");
     let inner = &text[START_MARKER.len()..text.len() - END_MARKER.len()];
+    assert!(
+        !inner.windows(9).any(|w| w == b"#!NGINXNM"),
+        "a marker inside {text:?}"
+    );
     // Every frame is one JSON object (spec/text-format.md §3): a JSON body is its `text` value,
     // any other body the string of its text.
     let frame: Value = match serde_json::from_slice(inner) {

@@ -105,8 +105,10 @@ impl Signer {
                 own_public.get_or_insert(public);
             }
         }
+        // No token at all is a wrong channel list, as in the reference (spec/channels.md §2):
+        // clients reload their configuration on 4010.
         if channels.is_empty() {
-            return Err(ChannelError::NoChannels);
+            return Err(ChannelError::WrongChannelId);
         }
         Ok(Subscription {
             channels,
@@ -384,8 +386,11 @@ mod tests {
     #[test]
     fn list_limits_and_empty() {
         let s = Signer::new(None, SignatureAlgo::Sha1);
-        assert_eq!(s.subscription(b"", 100), Err(ChannelError::NoChannels));
-        assert_eq!(s.subscription(b"//", 100), Err(ChannelError::NoChannels));
+        assert_eq!(s.subscription(b"", 100), Err(ChannelError::WrongChannelId));
+        assert_eq!(
+            s.subscription(b"//", 100),
+            Err(ChannelError::WrongChannelId)
+        );
         let three = format!("{PRIV}/{PUB}/{}", "a".repeat(32));
         assert_eq!(
             s.subscription(three.as_bytes(), 2),

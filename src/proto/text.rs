@@ -15,6 +15,8 @@ use crate::message::MessageId;
 pub const START_MARKER: &[u8] = b"#!NGINXNMS!#";
 /// Closing marker of a text-mode message.
 pub const END_MARKER: &[u8] = b"#!NGINXNME!#";
+/// What both markers start with: a body never carries it raw.
+const MARKER_PREFIX: &[u8] = b"#!NGINXNM";
 
 /// Longest envelope around a body: the markers, the keys, a 20-digit counter, the mid, the tag
 /// and a 29-byte date (160 bytes), rounded up.
@@ -46,8 +48,8 @@ pub fn encode(id: MessageId, body: &[u8], now_ms: u64) -> Bytes {
         quoted = json_string(body);
         &quoted
     };
-    // One allocation of the final size (a U+2028/U+2029 in the body, escaped to 6 bytes, is the
-    // only thing that can grow it): the stored message keeps no spare capacity.
+    // One allocation of the final size (only a U+2028/U+2029 or a marker in the body, escaped
+    // to 6 bytes, can grow it): the stored message keeps no spare capacity.
     let mut out = Vec::with_capacity(body.len() + ENVELOPE_MAX);
     out.extend_from_slice(START_MARKER);
     out.extend_from_slice(b"{\"id\":");
@@ -72,17 +74,21 @@ fn json_string(body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&String::from_utf8_lossy(body)).unwrap_or_else(|_| b"\"\"".to_vec())
 }
 
-/// Appends `body` with every line terminator made harmless: CR and LF (only legal in JSON as
-/// whitespace between tokens) become spaces; U+2028/U+2029 (legal raw inside JSON strings)
-/// become the escapes `\u2028`/`\u2029`, which decode to the same characters.
+/// Appends `body` with every line terminator and marker made harmless: CR and LF (only legal in
+/// JSON as whitespace between tokens) become spaces; U+2028/U+2029 (legal raw inside JSON
+/// strings) become the escapes `\u2028`/`\u2029`, which decode to the same characters; the `#`
+/// that starts `#!NGINXNM` (only possible inside a JSON string) becomes `\u0023`, so a marker
+/// in a body cannot end the message early (spec/text-format.md §2).
 fn push_single_line(out: &mut Vec<u8>, body: &[u8]) {
     let mut rest = body;
     while let Some(pos) = rest
         .iter()
-        .position(|&b| b == b'\r' || b == b'\n' || b == 0xe2)
+        .position(|&b| b == b'\r' || b == b'\n' || b == 0xe2 || b == b'#')
     {
         out.extend_from_slice(&rest[..pos]);
         match rest[pos] {
+            b'#' if rest[pos..].starts_with(MARKER_PREFIX) => out.extend_from_slice(b"\\u0023"),
+            b'#' => out.push(b'#'),
             0xe2 if rest.get(pos + 1) == Some(&0x80)
                 && matches!(rest.get(pos + 2), Some(0xa8 | 0xa9)) =>
             {
@@ -254,5 +260,26 @@ mod tests {
         );
         assert!(!is_json(b"{\"a\":"));
         assert!(!is_json(b""));
+    }
+
+    /// spec/text-format.md §2: a marker inside a body is escaped, so the frame still splits into
+    /// its messages and the body reads back unchanged.
+    #[test]
+    fn markers_in_bodies_are_escaped() {
+        let id = MessageId::new(1, 1);
+        let json = b"{\"a\":\"#!NGINXNME!##!NGINXNMS!# #!x #\"}";
+        for body in [&json[..], b"plain #!NGINXNME!# text"] {
+            let frame = encode(id, body, 0);
+            let inner = &frame[START_MARKER.len()..frame.len() - END_MARKER.len()];
+            assert!(!inner.windows(9).any(|w| w == MARKER_PREFIX), "{frame:?}");
+            let value = parsed(&frame);
+            match std::str::from_utf8(body).ok().filter(|_| is_json(body)) {
+                Some(text) => assert_eq!(
+                    value["text"],
+                    serde_json::from_str::<serde_json::Value>(text).unwrap()
+                ),
+                None => assert_eq!(value["text"], "plain #!NGINXNME!# text"),
+            }
+        }
     }
 }
