@@ -926,6 +926,13 @@ pub fn pb_post(addr: SocketAddr, body: &[u8]) -> Response {
     request(addr, "POST", "/bitrix/pub/?binaryMode=true", &headers, body)
 }
 
+/// `POST /rest/?CHANNEL_ID=<token>` with a protobuf body (browser publishing, binary.md §4).
+pub fn pb_rest(addr: SocketAddr, token: &str, body: &[u8]) -> Response {
+    let headers = [("Content-Type", "application/octet-stream")];
+    let path = format!("/rest/?CHANNEL_ID={token}");
+    request(addr, "POST", &path, &headers, body)
+}
+
 /// Decodes a `ResponseBatch`, panicking on bad bytes.
 pub fn pb_decode(bytes: &[u8]) -> pb::ResponseBatch {
     pb::ResponseBatch::decode(bytes).expect("a ResponseBatch")
