@@ -266,11 +266,7 @@ impl RedisServer {
 
     /// The pushpull settings that reach this Redis.
     pub fn config(&self) -> RedisConfig {
-        RedisConfig {
-            host: "127.0.0.1".to_owned(),
-            port: self.port,
-            ..RedisConfig::default()
-        }
+        loopback_redis(self.port)
     }
 
     /// `Storage::Redis` with [`Self::config`].
@@ -606,11 +602,7 @@ impl RedisRelay {
 
     /// The pushpull settings that reach the Redis through this relay.
     pub fn config(&self) -> RedisConfig {
-        RedisConfig {
-            host: "127.0.0.1".to_owned(),
-            port: self.port,
-            ..RedisConfig::default()
-        }
+        loopback_redis(self.port)
     }
 
     /// `Storage::Redis` with [`Self::config`].
@@ -700,4 +692,13 @@ fn relay_pair(gate: &std::sync::Arc<RelayGate>, client: TcpStream, server: TcpSt
         }
         let _ = to.shutdown(std::net::Shutdown::Both);
     });
+}
+
+/// pushpull's settings for a Redis on `127.0.0.1:port`.
+fn loopback_redis(port: u16) -> RedisConfig {
+    RedisConfig {
+        host: "127.0.0.1".to_owned(),
+        port,
+        ..RedisConfig::default()
+    }
 }
