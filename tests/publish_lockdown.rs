@@ -156,7 +156,7 @@ fn peer_outside_publish_allow_is_403() {
     let r = request(srv.publ, "POST", "/rest/", &[], b"x");
     assert_eq!(
         (r.status, r.text().as_str()),
-        (400, "4017: No channels found."),
+        (400, "4012: Public Channel Id is Required."),
         "browser route"
     );
     assert_eq!(request(srv.publ, "GET", "/elsewhere", &[], b"").status, 404);
@@ -348,7 +348,7 @@ fn protobuf_channel_info_and_stats_signatures() {
     assert_eq!(request(srv.publ, "GET", &path, &[], b"").status, 200);
 
     let r = request(srv.publ, "POST", "/rest/", &[], b"x");
-    assert_eq!(r.text(), "4017: No channels found.");
+    assert_eq!(r.text(), "4012: Public Channel Id is Required.");
 }
 
 /// spec/publishing.md §7: with `signature_algo = "sha256"` the SHA-256 HMAC is the signature.
