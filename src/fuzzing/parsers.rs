@@ -227,8 +227,9 @@ fn model_subscription(list: &[u8], max: usize) -> Result<Subscription, ChannelEr
             sub.own_public.get_or_insert(public);
         }
     }
+    // No token at all is a wrong list (4010), as in the reference.
     if sub.channels.is_empty() {
-        return Err(ChannelError::NoChannels);
+        return Err(ChannelError::WrongChannelId);
     }
     Ok(sub)
 }
