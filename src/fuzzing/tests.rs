@@ -169,6 +169,17 @@ fn harness_publisher_requests() {
     );
 }
 
+/// Asserts that `markers` appear in `text` in this order, each after the end of the previous.
+fn assert_in_order(text: &str, markers: &[&str]) {
+    let mut from = 0;
+    for m in markers {
+        let at = text[from..]
+            .find(m)
+            .unwrap_or_else(|| panic!("{m} after byte {from}: {text}"));
+        from += at + m.len();
+    }
+}
+
 /// spec/publishing.md §8: pipelined publishes are parked and answered in request order, with
 /// the answers made at once (a 400), a failed publish (503) and a channel query between them;
 /// the pipeline sent before the peer's end of stream is answered, then the connection closes.
@@ -184,13 +195,7 @@ fn harness_pipelined_publishes_answer_in_order() {
         "{\"mid\":\"17000000000000000000000002\"}",
         "{\"mid\":\"17000000000000000000000003\"}",
     ];
-    let mut from = 0;
-    for m in markers {
-        let at = text[from..]
-            .find(m)
-            .unwrap_or_else(|| panic!("{m} after byte {from}: {text}"));
-        from += at + m.len();
-    }
+    assert_in_order(&text, &markers);
     assert_eq!(text.matches("HTTP/1.1 ").count(), 6, "{text}");
     assert!(text.contains("Connection: close"), "{text}");
 }
@@ -210,13 +215,7 @@ fn harness_chunked_publishes() {
         "HTTP/1.1 400 Bad Request\r\n",
         "Connection: close\r\n\r\n400: Chunked body is malformed.",
     ];
-    let mut from = 0;
-    for m in markers {
-        let at = text[from..]
-            .find(m)
-            .unwrap_or_else(|| panic!("{m} after byte {from}: {text}"));
-        from += at + m.len();
-    }
+    assert_in_order(&text, &markers);
     assert_eq!(text.matches("HTTP/1.1 ").count(), 5, "{text}");
 }
 
